@@ -142,9 +142,7 @@ class PostgresCluster:
             user = pwd.getpwnam(run_as)
             os.chown(root_dir, user.pw_uid, user.pw_gid)
 
-        cluster = cls(
-            bindir, root_dir, port=0, run_as=run_as, _remove_on_stop=remove_on_stop
-        )
+        cluster = cls(bindir, root_dir, port=0, run_as=run_as, _remove_on_stop=remove_on_stop)
         try:
             cluster._initdb()
             for attempt in range(3):
@@ -263,13 +261,9 @@ class PostgresCluster:
     def drop_database(self, name: str) -> None:
         """Drop a database if it exists, disconnecting its sessions (PostgreSQL 13+)."""
         with self._admin() as conn:
-            force = sql.SQL(
-                " WITH (FORCE)" if conn.info.server_version >= 130000 else ""
-            )
+            force = sql.SQL(" WITH (FORCE)" if conn.info.server_version >= 130000 else "")
             conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {}{}").format(
-                    sql.Identifier(name), force
-                )
+                sql.SQL("DROP DATABASE IF EXISTS {}{}").format(sql.Identifier(name), force)
             )
 
     def url_for(self, database: str, user: str, password: str) -> str:

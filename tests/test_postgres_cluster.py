@@ -2,40 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from postgres_cluster import PostgresCluster, find_pg_bindir
+from conftest import AWKWARD_PASSWORD, require_postgres_binaries
+from postgres_cluster import PostgresCluster
 
 pytestmark = pytest.mark.postgres
-
-# Every character that has a meaning in a URL: url_for() must quote them all.
-AWKWARD_PASSWORD = "p%w@:/?#x"
-
-
-def require_server_binaries() -> Path:
-    bindir = find_pg_bindir()
-    if bindir is None:
-        reason = (
-            "PostgreSQL server binaries (initdb, pg_ctl) not found; "
-            "install them with .ci/install-postgres.sh"
-        )
-        # On CI a missing server is a broken setup, not a reason to skip silently.
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return bindir
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresCluster]:
-    bindir = require_server_binaries()
-    with PostgresCluster.start(tmp_path_factory.mktemp("pg"), bindir) as pg:
-        yield pg
 
 
 def query_one(url: str, query: str) -> object:
@@ -48,34 +23,34 @@ def query_one(url: str, query: str) -> object:
 
 
 def test_role_with_awkward_password_connects(
-    cluster: PostgresCluster, capfd: pytest.CaptureFixture[str]
+    pg_cluster: PostgresCluster, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    cluster.create_role("app_user", AWKWARD_PASSWORD)
-    cluster.create_database("app_db", owner="app_user")
-    url = cluster.url_for("app_db", user="app_user", password=AWKWARD_PASSWORD)
+    pg_cluster.create_role("app_user", AWKWARD_PASSWORD)
+    pg_cluster.create_database("app_db", owner="app_user")
+    url = pg_cluster.url_for("app_db", user="app_user", password=AWKWARD_PASSWORD)
 
     assert query_one(url, "select current_user") == "app_user"
     assert query_one(url, "select current_database()") == "app_db"
-    assert query_one(cluster.admin_url, "select current_user") == "postgres"
+    assert query_one(pg_cluster.admin_url, "select current_user") == "postgres"
 
-    cluster.drop_database("app_db")
+    pg_cluster.drop_database("app_db")
     exists = "select count(*) from pg_database where datname = 'app_db'"
-    assert query_one(cluster.admin_url, exists) == 0
+    assert query_one(pg_cluster.admin_url, exists) == 0
     out, err = capfd.readouterr()
     assert AWKWARD_PASSWORD not in out + err
 
 
-def test_wrong_password_is_rejected(cluster: PostgresCluster) -> None:
-    cluster.create_role("wrong_pw_user", "right-password")
-    cluster.create_database("wrong_pw_db", owner="wrong_pw_user")
-    url = cluster.url_for("wrong_pw_db", user="wrong_pw_user", password="wrong")
+def test_wrong_password_is_rejected(pg_cluster: PostgresCluster) -> None:
+    pg_cluster.create_role("wrong_pw_user", "right-password")
+    pg_cluster.create_database("wrong_pw_db", owner="wrong_pw_user")
+    url = pg_cluster.url_for("wrong_pw_db", user="wrong_pw_user", password="wrong")
 
     with pytest.raises(sa.exc.OperationalError, match="password authentication failed"):
         query_one(url, "select 1")
 
 
 def test_stop_closes_the_port(tmp_path: Path) -> None:
-    bindir = require_server_binaries()
+    bindir = require_postgres_binaries()
     pg = PostgresCluster.start(tmp_path, bindir)
     with socket.create_connection(("127.0.0.1", pg.port), timeout=5):
         pass  # the server accepts connections
