@@ -1,0 +1,209 @@
+"""`copier copy` renders the documented project, and refuses bad answers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT, Render
+from pytest_copier import CopierFixture
+
+EXPECTED_FILES = {
+    ".copier-answers.yml",
+    ".gitignore",
+    ".github/workflows/ci.yml",
+    "README.md",
+    "alembic.ini",
+    "pyproject.toml",
+    "{pkg}/__init__.py",
+    "{pkg}/__main__.py",
+    "{pkg}/db.py",
+    "{pkg}/migrate.py",
+    "{pkg}/models.py",
+    "{pkg}/py.typed",
+    "{pkg}/migrations/README",
+    "{pkg}/migrations/env.py",
+    "{pkg}/migrations/script.py.mako",
+    "{pkg}/migrations/versions/.gitkeep",
+    "tests/conftest.py",
+    "tests/test_db.py",
+    "tests/test_migrations.py",
+}
+
+# What an unrendered Jinja tag or a leaked question name looks like.
+LEFTOVERS = ("<< ", " >>", "<%", "%>", "<#", "#>", "program_name", "_copier_conf")
+
+
+def rendered_files(root: Path) -> set[str]:
+    return {
+        path.relative_to(root).as_posix()
+        for path in root.rglob("*")
+        if path.is_file() and ".git" not in path.relative_to(root).parts
+    }
+
+
+@pytest.mark.parametrize(
+    "answers",
+    [
+        {},
+        {
+            "program_name": "billing_core",
+            "project_name": "acme-billing",
+            "description": 'Bills "customers" monthly',
+            "author_name": "Grace Hopper",
+            "author_email": "grace@example.org",
+            "python_version": "3.12",
+            "database": "postgresql",
+        },
+    ],
+    ids=["defaults", "custom"],
+)
+def test_copy_renders_every_file_and_leaves_no_placeholder(
+    render: Render, answers: dict[str, str]
+) -> None:
+    service = render(**answers)
+    pkg = service.program_name
+
+    expected = {name.format(pkg=pkg) for name in EXPECTED_FILES}
+    assert rendered_files(service.path) == expected
+    for name in expected - {".copier-answers.yml"}:
+        text = (service.path / name).read_text()
+        found = [leftover for leftover in LEFTOVERS if leftover in text]
+        # The README shows Copier's conflict markers on purpose.
+        if name == "README.md":
+            found = [f for f in found if f not in ("<< ", " >>")]
+        assert not found, f"{name} still contains {found}"
+
+
+def test_copy_records_the_answers_and_uses_them(render: Render) -> None:
+    service = render(
+        program_name="billing_core",
+        project_name="acme-billing",
+        author_email="grace@example.org",
+        python_version="3.12",
+        database="postgresql",
+    )
+    answers = yaml.safe_load((service.path / ".copier-answers.yml").read_text())
+    assert answers["program_name"] == "billing_core"
+    assert answers["database"] == "postgresql"
+    assert answers["_commit"]
+
+    pyproject = (service.path / "pyproject.toml").read_text()
+    assert 'name = "acme-billing"' in pyproject
+    assert 'requires-python = ">=3.12"' in pyproject
+    assert 'email = "grace@example.org"' in pyproject
+    assert '"psycopg[binary]' in pyproject.split("[project.optional-dependencies]")[0]
+    db_py = (service.package / "db.py").read_text()
+    assert 'DATABASE_URL_ENV = "BILLING_CORE_DATABASE_URL"' in db_py
+    assert "postgresql+psycopg://" in (service.path / "README.md").read_text()
+
+
+def test_sqlite_choice_keeps_the_postgresql_driver_optional(render: Render) -> None:
+    pyproject = (render().path / "pyproject.toml").read_text()
+    dependencies, extras = pyproject.split("[project.optional-dependencies]")
+    assert "psycopg" not in dependencies
+    assert 'postgresql = ["psycopg[binary]' in extras
+
+
+def test_non_jinja_files_are_copied_byte_for_byte(render: Render) -> None:
+    service = render()
+    source = ROOT / "template" / "<< program_name >>" / "migrations" / "script.py.mako"
+    rendered = service.package / "migrations" / "script.py.mako"
+    assert rendered.read_bytes() == source.read_bytes()
+    assert "${message}" in rendered.read_text()
+
+
+def test_program_name_defaults_to_the_folder_name(copier_template: Path, tmp_path: Path) -> None:
+    destination = tmp_path / "order-tracker"
+    subprocess.run(
+        [sys.executable, "-m", "copier", "copy", "--defaults", "--quiet"]
+        + [str(copier_template), str(destination)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    db_py = (destination / "order_tracker" / "db.py").read_text()
+    assert 'DATABASE_URL_ENV = "ORDER_TRACKER_DATABASE_URL"' in db_py
+
+
+INVALID_PROGRAM_NAMES = {
+    "my-service": "not a valid package name",
+    "class": "Python keyword",
+    "1app": "not a valid package name",
+    "My App": "not a valid package name",
+    "../x": "not a valid package name",
+    "": "program_name is required",
+    "sqlalchemy": "dependency",
+    "alembic": "dependency",
+    "test": "standard library",
+    "json": "standard library",
+    "Shop": "not a valid package name",
+}
+
+
+@pytest.mark.parametrize("name", INVALID_PROGRAM_NAMES)
+def test_invalid_program_name_is_refused_and_nothing_is_written(
+    copier: CopierFixture, tmp_path: Path, name: str
+) -> None:
+    destination = tmp_path / "out"
+    with pytest.raises(ValueError, match=INVALID_PROGRAM_NAMES[name]) as error:
+        copier.copy(destination, program_name=name)
+    assert "program_name" in str(error.value)
+    assert not destination.exists()
+
+
+def test_the_message_suggests_a_valid_name(copier: CopierFixture, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="for example 'my_service'"):
+        copier.copy(tmp_path / "out", program_name="my-service")
+    with pytest.raises(ValueError, match="for example 'class_service'"):
+        copier.copy(tmp_path / "out", program_name="class")
+
+
+@pytest.mark.parametrize(
+    ("question", "value", "message"),
+    [
+        ("project_name", "-bad name-", "not a valid distribution name"),
+        ("author_email", "not-an-email", "does not look like an email"),
+        ("author_name", " ", "author_name is required"),
+    ],
+)
+def test_other_invalid_answers_are_refused(
+    copier: CopierFixture, tmp_path: Path, question: str, value: str, message: str
+) -> None:
+    destination = tmp_path / "out"
+    with pytest.raises(ValueError, match=message):
+        copier.copy(destination, **{question: value})
+    assert not destination.exists()
+
+
+def test_the_cli_refuses_a_bad_answer_without_trust_and_writes_nothing(
+    copier_template: Path, tmp_path: Path
+) -> None:
+    destination = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "-m", "copier", "copy", "--defaults", "--data", "program_name=class"]
+        + [str(copier_template), str(destination)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "'class' is a Python keyword" in result.stderr
+    assert not destination.exists()
+
+
+def test_copying_needs_no_trust(copier_template: Path, tmp_path: Path) -> None:
+    config = yaml.safe_load((ROOT / "copier.yml").read_text())
+    assert not {"_tasks", "_migrations", "_jinja_extensions"} & set(config)
+    destination = tmp_path / "svc"
+    subprocess.run(
+        [sys.executable, "-m", "copier", "copy", "--defaults", "--quiet"]
+        + ["--data", "program_name=inventory", str(copier_template), str(destination)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    assert (destination / "inventory" / "migrations" / "env.py").is_file()

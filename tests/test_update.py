@@ -1,0 +1,248 @@
+"""`copier update` pulls template fixes into existing services without losing their work.
+
+Each test owns a copy of the template in its own git repository and releases
+versions there with annotated tags (``v1.0.0``, ``v1.1.0``), as the real
+template does.  The session-wide ``copier_template`` of pytest-copier is only
+copied, never tagged: a tag there would leak into every other test.
+
+Projects are rendered and updated with the real ``copier`` command line, in a
+git repository, by a user with an empty home folder; migrations run with the
+real ``alembic`` command on a SQLite file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import Service, clean_environ
+
+ANSWERS = ".copier-answers.yml"
+CONFLICT_START = "<<<<<<< before updating"
+CONFLICT_END = ">>>>>>> after updating"
+
+# The template fix released as v1.1.0: env.py gets a reworded comment and a new
+# option line, right where `transaction_per_migration` is configured (found by
+# the option, so rewording the comment in the template does not break the test).
+TRANSACTION_OPTION = re.compile(r"^( +)# .*\n\1transaction_per_migration=True,\n", re.MULTILINE)
+FIX_COMMENT = "# Each revision commits alone: a failing one leaves the earlier ones applied."
+FIX_OPTION = "include_schemas=False,  # only the default schema belongs to this service"
+
+NEW_MODEL = '''
+class Warehouse(Base):
+    """Added by the service's developers after the first copy."""
+
+    __tablename__ = "warehouse"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    city: Mapped[str] = mapped_column(String(80), index=True)
+'''
+
+RUNBOOK = "\n## Runbook\n\nPage the on-call DBA before any `alembic downgrade` in production.\n"
+
+
+def fix_transaction_comment(text: str) -> str:
+    """The template's v1.1.0 change to env.py."""
+    assert TRANSACTION_OPTION.search(text), "no `# comment` + transaction_per_migration in env.py"
+    return TRANSACTION_OPTION.sub(
+        lambda m: (
+            f"{m[1]}{FIX_COMMENT}\n{m[1]}transaction_per_migration=True,\n{m[1]}{FIX_OPTION}\n"
+        ),
+        text,
+        count=1,
+    )
+
+
+def edit(path: Path, change: Callable[[str], str]) -> None:
+    text = path.read_text()
+    changed = change(text)
+    assert changed != text, f"the edit did not change {path}"
+    path.write_text(changed)
+
+
+def append(text: str) -> Callable[[str], str]:
+    return lambda old: old + text
+
+
+def replace(old: str, new: str) -> Callable[[str], str]:
+    def _replace(text: str) -> str:
+        assert old in text, f"{old!r} not found"
+        return text.replace(old, new, 1)
+
+    return _replace
+
+
+def git(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    # pytest-copier's autouse `default_gitconfig` points GIT_CONFIG_GLOBAL at an
+    # isolated config with a user name and email, inherited by subprocesses.
+    result = subprocess.run(
+        ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, f"git {' '.join(args)}: {result.stderr}"
+    return result.stdout
+
+
+@dataclass
+class TemplateRepo:
+    """This test's own copy of the template, released with git tags."""
+
+    path: Path
+
+    def template_file(self, relpath: str) -> Path:
+        return self.path / "template" / relpath
+
+    def release(self, tag: str) -> None:
+        git(self.path, "add", "-A")
+        git(self.path, "commit", "-q", "--allow-empty", "-m", f"Release {tag}")
+        git(self.path, "tag", "-a", tag, "-m", f"Release {tag}")
+
+
+@dataclass
+class Project(Service):
+    """A rendered service in its own git repository, and its user's commands."""
+
+    def git(self, *args: str) -> str:
+        return self.run("git", *args).stdout
+
+    def commit(self, message: str) -> None:
+        self.git("add", "-A")
+        self.git("commit", "-q", "-m", message)
+
+    def copier(self, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        return self.run(sys.executable, "-m", "copier", *args, cwd=cwd)
+
+    def update(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return self.copier("update", "--defaults", *args)
+
+    def answers(self) -> dict[str, object]:
+        return yaml.safe_load((self.path / ANSWERS).read_text())
+
+    def changed(self) -> dict[str, str]:
+        """``git status``: path -> two-letter status, untracked files included."""
+        lines = self.git("status", "--porcelain", "--untracked-files=all").splitlines()
+        return {line[3:]: line[:2] for line in lines}
+
+    def files(self) -> dict[str, bytes]:
+        return tree(self.path)
+
+    def conflicts(self) -> dict[str, list[str]]:
+        """Leftovers of a conflict: `.rej` files and files holding conflict markers."""
+        found: dict[str, list[str]] = {}
+        for relpath, content in self.files().items():
+            if relpath.endswith(".rej"):
+                found.setdefault(relpath, []).append(".rej file")
+            for line in content.decode(errors="replace").splitlines():
+                if line.startswith(("<<<<<<< ", ">>>>>>> ")) or line == "=======":
+                    found.setdefault(relpath, []).append(line)
+        return found
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` by relative path, without git's and Python's caches."""
+    files: dict[str, bytes] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d not in {".git", "__pycache__"}]
+        for name in filenames:
+            path = Path(dirpath, name)
+            files[path.relative_to(root).as_posix()] = path.read_bytes()
+    return files
+
+
+@pytest.fixture
+def template_repo(copier_template: Path, tmp_path: Path) -> TemplateRepo:
+    """A private copy of the template (today's files) released as v1.0.0."""
+    repo = TemplateRepo(tmp_path / "template-repo")
+    shutil.copytree(copier_template, repo.path, ignore=shutil.ignore_patterns(".git"))
+    git(repo.path, "init", "-q")
+    repo.release("v1.0.0")
+    return repo
+
+
+NewProject = Callable[..., Project]
+
+
+@pytest.fixture
+def new_project(template_repo: TemplateRepo, tmp_path: Path) -> NewProject:
+    """``copier copy`` the template (latest tag, or ``vcs_ref``) and commit the result."""
+
+    def _new(program_name: str, vcs_ref: str | None = None, git_init: bool = True, **answers: str):
+        root = tmp_path / f"{program_name}-{uuid.uuid4().hex[:8]}"
+        env = clean_environ(root / "home")
+        env[f"{program_name.upper()}_DATABASE_URL"] = f"sqlite:///{root / 'db.sqlite'}"
+        project = Project(path=root / program_name, program_name=program_name, env=env)
+        data = {"program_name": program_name, "author_name": "Ada Lovelace", **answers}
+        args = ["copy", "--quiet", "--defaults"]
+        args += [f"--data={key}={value}" for key, value in data.items()]
+        if vcs_ref:
+            args.append(f"--vcs-ref={vcs_ref}")
+        root.mkdir()
+        project.copier(*args, str(template_repo.path), str(project.path), cwd=root)
+        if git_init:
+            project.git("init", "-q")
+            project.commit("Render the copier-alembic template")
+        return project
+
+    return _new
+
+
+def user_adds_a_model_and_its_revision(project: Project) -> Path:
+    """What a user does after the first copy: a model, its revision, applied."""
+    project.add_to_models(NEW_MODEL)
+    revision = project.autogenerate("add warehouse")
+    project.alembic("upgrade", "head")
+    assert "warehouse" in project.tables()
+    return revision
+
+
+def assert_migrations_still_work(project: Project) -> None:
+    """The user's database and a fresh one both reach head, and models match."""
+    project.alembic("upgrade", "head")
+    project.alembic("check")
+    fresh_db = project.path.parent / "fresh.sqlite"
+    fresh = {project.url_env: f"sqlite:///{fresh_db}"}
+    project.alembic("upgrade", "head", **fresh)
+    project.alembic("check", **fresh)
+
+
+def test_update_brings_the_env_py_fix_and_keeps_the_users_work(
+    template_repo: TemplateRepo, new_project: NewProject
+) -> None:
+    project = new_project("inventory")
+    revision = user_adds_a_model_and_its_revision(project)
+    edit(project.path / "README.md", append(RUNBOOK))
+    project.commit("Warehouses")
+    before = project.files()
+    users_files = {p: c for p, c in before.items() if not p.endswith(("env.py", ANSWERS))}
+
+    edit(
+        template_repo.template_file("<< program_name >>/migrations/env.py.jinja"),
+        fix_transaction_comment,
+    )
+    template_repo.release("v1.1.0")
+
+    check = project.copier("check-update")
+    assert "Current version is 1.0.0, latest version is 1.1.0." in check.stdout
+    update = project.update()
+    assert "Updating to template version 1.1.0" in update.stderr
+
+    env_py = project.env_py.read_text()
+    assert env_py == fix_transaction_comment(before["inventory/migrations/env.py"].decode())
+    assert project.answers()["_commit"] == "v1.1.0"
+    assert project.changed() == {ANSWERS: " M", "inventory/migrations/env.py": " M"}
+    after = project.files()
+    assert {p: c for p, c in after.items() if p in users_files} == users_files
+    assert RUNBOOK in (project.path / "README.md").read_text()
+    assert project.versions() == [revision]
+    assert project.conflicts() == {}
+    assert_migrations_still_work(project)
+    assert project.tables() >= {"item", "warehouse"}
