@@ -246,3 +246,85 @@ def test_update_brings_the_env_py_fix_and_keeps_the_users_work(
     assert project.conflicts() == {}
     assert_migrations_still_work(project)
     assert project.tables() >= {"item", "warehouse"}
+
+
+USERS_COMMENT = "# Ops: one transaction per revision, see runbook RB-17."
+
+
+def user_rewords_the_transaction_comment(text: str) -> str:
+    """The user's edit of the very line the template's fix rewords."""
+    assert TRANSACTION_OPTION.search(text), "no `# comment` + transaction_per_migration in env.py"
+    return TRANSACTION_OPTION.sub(
+        lambda m: f"{m[1]}{USERS_COMMENT}\n{m[1]}transaction_per_migration=True,\n", text, count=1
+    )
+
+
+@pytest.fixture
+def conflicting_update(template_repo: TemplateRepo, new_project: NewProject) -> Project:
+    """A user's project at v1.0.0 whose env.py edit collides with the fix released as v1.1.0."""
+    project = new_project("billing")
+    user_adds_a_model_and_its_revision(project)
+    edit(project.env_py, user_rewords_the_transaction_comment)
+    project.commit("Warehouses; our note in env.py")
+    edit(template_repo.template_file("<< program_name >>/migrations/env.py.jinja"), fix_transaction_comment)
+    template_repo.release("v1.1.0")
+    return project
+
+
+def test_conflict_shows_inline_markers_with_both_sides(conflicting_update: Project) -> None:
+    project = conflicting_update
+    revisions = {path: path.read_bytes() for path in project.versions()}
+
+    project.update()
+
+    env_py = project.env_py.read_text()
+    # Both sides, in git's layout: the user's lines first, then the template's.
+    start = env_py.index(CONFLICT_START + "\n")
+    ours = env_py.index(USERS_COMMENT, start)
+    middle = env_py.index("\n=======\n", ours)
+    theirs = env_py.index(FIX_COMMENT, middle)
+    assert env_py.index(CONFLICT_END + "\n", theirs)
+    assert env_py.count(CONFLICT_START) == 1
+    # Git lists the file as unmerged, so a plain `git commit` refuses it until resolved.
+    assert project.changed() == {ANSWERS: " M", "billing/migrations/env.py": "UU"}
+    refused = project.run("git", "commit", "-m", "update", check=False)
+    assert refused.returncode != 0
+    assert "unmerged" in refused.stderr + refused.stdout
+    assert not list(project.path.rglob("*.rej"))
+    assert {path: path.read_bytes() for path in project.versions()} == revisions
+    assert project.answers()["_commit"] == "v1.1.0"
+
+    # Resolving as the rendered README says: keep the lines you want, drop the
+    # markers, `git add` the file, commit.
+    conflict = re.compile(rf"{CONFLICT_START}\n(.*?)=======\n.*?{CONFLICT_END}\n", re.DOTALL)
+    project.env_py.write_text(conflict.sub(lambda m: m[1], env_py))
+    project.git("add", "billing/migrations/env.py")
+    project.commit("Update to copier-alembic v1.1.0")
+    assert USERS_COMMENT in project.env_py.read_text()
+    assert FIX_OPTION in project.env_py.read_text()
+    project.alembic("upgrade", "head")
+    project.alembic("check")
+
+
+def test_conflict_rej_keeps_the_users_change_in_a_rej_file(conflicting_update: Project) -> None:
+    project = conflicting_update
+    before = project.env_py.read_text()
+
+    project.update("--conflict=rej")
+
+    # The file gets the template's new version; the user's change that did not
+    # apply is written beside it, as a diff hunk to re-apply by hand.
+    env_py = project.env_py.read_text()
+    assert FIX_COMMENT in env_py
+    assert USERS_COMMENT not in env_py
+    assert CONFLICT_START not in env_py
+    rej = project.env_py.with_name("env.py.rej")
+    hunk = rej.read_text()
+    assert hunk.startswith("diff a/billing/migrations/env.py b/billing/migrations/env.py")
+    users_line = next(line for line in before.splitlines() if USERS_COMMENT in line)
+    assert f"\n+{users_line}\n" in hunk
+    assert project.changed() == {
+        ANSWERS: " M",
+        "billing/migrations/env.py": " M",
+        "billing/migrations/env.py.rej": "??",
+    }
