@@ -328,3 +328,151 @@ def test_conflict_rej_keeps_the_users_change_in_a_rej_file(conflicting_update: P
         "billing/migrations/env.py": " M",
         "billing/migrations/env.py.rej": "??",
     }
+
+
+COVERAGE_CONFIG = "\n[tool.coverage.run]\nbranch = true\n"
+
+
+def test_changing_an_answer_rerenders_dependent_files_and_keeps_user_edits(
+    new_project: NewProject,
+) -> None:
+    project = new_project("ledger")
+    revision = user_adds_a_model_and_its_revision(project)
+    models = project.models.read_bytes()
+    edit(project.path / "README.md", append(RUNBOOK))
+    edit(project.path / "pyproject.toml", append(COVERAGE_CONFIG))
+    project.commit("Warehouses, runbook, coverage")
+    assert "psycopg" not in tomllib.loads((project.path / "pyproject.toml").read_text())[
+        "project"
+    ]["dependencies"]
+
+    update = project.update("--data=database=postgresql")
+    assert "Keeping template version 1.0.0" in update.stderr
+
+    answers = project.answers()
+    assert answers["database"] == "postgresql"
+    assert answers["_commit"] == "v1.0.0"
+    pyproject = tomllib.loads((project.path / "pyproject.toml").read_text())
+    assert "psycopg[binary]>=3.2" in pyproject["project"]["dependencies"]
+    assert pyproject["tool"]["coverage"]["run"] == {"branch": True}
+    readme = (project.path / "README.md").read_text()
+    assert "PostgreSQL (psycopg 3 is a dependency of this project)" in readme
+    assert "export LEDGER_DATABASE_URL='postgresql+psycopg://" in readme
+    assert RUNBOOK in readme
+    assert project.conflicts() == {}
+
+    # Every file is what a fresh PostgreSQL copy renders, plus the user's work.
+    fresh = new_project("ledger", git_init=False, database="postgresql").files()
+    fresh["README.md"] += RUNBOOK.encode()
+    fresh["pyproject.toml"] += COVERAGE_CONFIG.encode()
+    fresh["ledger/models.py"] = models
+    fresh[revision.relative_to(project.path).as_posix()] = revision.read_bytes()
+    assert project.files() == fresh
+    assert_migrations_still_work(project)
+
+
+def release_v1_1_0(template_repo: TemplateRepo) -> None:
+    """A release touching every kind of file: fix, new file, deleted file, docs."""
+    package = "<< program_name >>"
+    edit(template_repo.template_file(f"{package}/migrations/env.py.jinja"), fix_transaction_comment)
+    notes = template_repo.template_file(f"{package}/migrations/UPGRADING.md.jinja")
+    notes.write_text("# Upgrading << project_name >>\n\nRun `alembic upgrade head`.\n")
+    template_repo.template_file(f"{package}/migrations/README").unlink()
+    edit(template_repo.template_file("README.md.jinja"), append("\nTemplate notes: v1.1.0.\n"))
+    template_repo.release("v1.1.0")
+
+
+@pytest.mark.parametrize(
+    "answers",
+    [
+        {"program_name": "shop"},
+        {"program_name": "billing_core", "project_name": "Billing.Core", "database": "postgresql"},
+    ],
+    ids=["sqlite", "postgresql"],
+)
+def test_update_equals_a_fresh_copy(
+    template_repo: TemplateRepo, new_project: NewProject, answers: dict[str, str]
+) -> None:
+    project = new_project(**answers)
+    release_v1_1_0(template_repo)
+
+    project.update()
+
+    fresh = new_project(git_init=False, vcs_ref="v1.1.0", **answers)
+    updated = project.files()
+    assert updated == fresh.files()
+    package = answers["program_name"]
+    assert f"{package}/migrations/UPGRADING.md" in updated
+    assert f"{package}/migrations/README" not in updated
+    assert project.answers()["_commit"] == "v1.1.0"
+
+
+def test_update_never_drops_a_users_edit_to_a_template_owned_file(
+    template_repo: TemplateRepo, new_project: NewProject
+) -> None:
+    project = new_project("orders")
+    revision = user_adds_a_model_and_its_revision(project)
+    models = project.models.read_bytes()
+    # Edits the template's next release does not touch: a changed option, a
+    # deleted line, a deleted file, a paragraph at the top of the README.
+    ini, db_py, readme = (
+        project.path / "alembic.ini",
+        project.package / "db.py",
+        project.path / "README.md",
+    )
+    edit(ini, replace("# truncate_slug_length = 40\n", "truncate_slug_length = 24\n"))
+    edit(db_py, replace('    "pymysql": "pip install pymysql",\n', ""))
+    (project.path / "tests" / "test_db.py").unlink()
+    intro = "\nOrders are immutable once paid; see ADR-7.\n"
+    edit(readme, lambda text: text.replace("\n", "\n" + intro, 1))
+    project.commit("Our changes")
+    ours = {path: project.path.joinpath(path).read_bytes() for path in ("alembic.ini", "orders/db.py")}
+
+    # The release changes env.py, the README's end, the example model and the
+    # tests the user deleted.
+    release_v1_1_0(template_repo)
+    edit(template_repo.template_file("<< program_name >>/models.py.jinja"), append("# v1.2\n"))
+    edit(template_repo.template_file("tests/test_db.py.jinja"), append("# v1.2\n"))
+    template_repo.release("v1.2.0")
+
+    project.update()
+
+    assert {path: project.path.joinpath(path).read_bytes() for path in ours} == ours
+    assert not (project.path / "tests" / "test_db.py").exists()
+    readme_text = readme.read_text()
+    assert intro in readme_text
+    assert readme_text.endswith("\nTemplate notes: v1.1.0.\n")
+    assert FIX_COMMENT in project.env_py.read_text()
+    # models.py is the user's (skip_if_exists): the template's change never reaches it.
+    assert project.models.read_bytes() == models
+    assert project.versions() == [revision]
+    assert project.conflicts() == {}
+    assert project.answers()["_commit"] == "v1.2.0"
+    assert_migrations_still_work(project)
+
+
+def test_update_recreates_a_deleted_models_py(
+    template_repo: TemplateRepo, new_project: NewProject
+) -> None:
+    """Copier recreates a deleted `_skip_if_exists` file; a models/ package still wins.
+
+    A user who turns models.py into a package sees the recreated file in the
+    update's `git status` and deletes it again; until then Python imports the
+    package, so migrations keep working.
+    """
+    project = new_project("catalog")
+    package_init = project.package / "models" / "__init__.py"
+    package_init.parent.mkdir()
+    project.models.rename(package_init)
+    project.commit("models.py becomes a package")
+    release_v1_1_0(template_repo)
+
+    project.update()
+
+    assert project.changed()["catalog/models.py"] == "??"
+    assert project.models.read_bytes() == new_project(
+        "catalog", git_init=False, vcs_ref="v1.1.0"
+    ).models.read_bytes()
+    revision = project.autogenerate("create item")
+    assert "'item'" in revision.read_text()
+    assert_migrations_still_work(project)
