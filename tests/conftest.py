@@ -214,3 +214,52 @@ def pg_url(pg_cluster: PostgresCluster) -> Iterator[str]:
     pg_cluster.create_database(name, owner=name)
     yield pg_cluster.url_for(name, user=name, password=AWKWARD_PASSWORD)
     pg_cluster.drop_database(name)
+
+
+@pytest.fixture(scope="module")
+def render_shared(copier_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Render:
+    """Like ``render``, but module-scoped: for projects the tests of a module share.
+
+    A test that edits such a project must undo its edits.
+    """
+    from copier import run_copy
+
+    def _render(database_url: str | None = None, **answers: str) -> Service:
+        data = {"program_name": "shop", "author_name": "Ada Lovelace", **answers}
+        name = data["program_name"]
+        root = tmp_path_factory.mktemp(f"shared-{name}")
+        run_copy(str(copier_template), root / name, data=data, defaults=True, quiet=True)
+        env = clean_environ(root / "home")
+        env[f"{name.upper()}_DATABASE_URL"] = database_url or f"sqlite:///{root / 'db.sqlite'}"
+        return Service(path=root / name, program_name=name, env=env)
+
+    return _render
+
+
+def make_venv(path: Path, *requirements: str) -> Path:
+    """Create a fresh virtual environment with ``uv`` and install ``requirements``.
+
+    Returns its python.  Runs in the real environment (HOME included), so uv's
+    package cache makes this take seconds.
+    """
+    import shutil
+
+    uv = shutil.which("uv")
+    if uv is None:
+        pytest.fail("uv is not on PATH: the packaging tests build and install with uv.")
+    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+    for command in (
+        [uv, "venv", "--quiet", "--python", sys.executable, str(path)],
+        [uv, "pip", "install", "--quiet", "--python", str(path / "bin" / "python"), *requirements],
+    ):
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, f"{' '.join(command)}:\n{result.stdout}{result.stderr}"
+    return path / "bin" / "python"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database on each backend: a SQLite file, then PostgreSQL (pg_url)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'backend.sqlite'}"
+    return str(request.getfixturevalue("pg_url"))

@@ -1,0 +1,225 @@
+"""The service's wheel migrates its database from an empty directory.
+
+A service is deployed as an installed package or a container: no alembic.ini,
+no source tree, an arbitrary working directory.  These tests build the wheel
+of a rendered project after two revisions, install it into a fresh virtual
+environment and run ``python -m <pkg> db ...`` and ``migrate.upgrade()`` from
+an empty directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import socket
+import subprocess
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import AWKWARD_PASSWORD, Render, Service, clean_environ, make_venv, revision_id
+
+PROGRAM = "order_desk"
+SCRIPT = "order-desk"  # project_name's default: the console script's name
+
+CUSTOMER_MODEL = '''
+class Customer(Base):
+    """Someone who places orders."""
+
+    __tablename__ = "customer"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(200), unique=True)
+'''
+
+
+@dataclass
+class Built:
+    """A rendered project with two revisions, its wheel, and the wheel installed."""
+
+    source: Service
+    revisions: list[str]  # oldest first
+    wheel: Path
+    venv: Path
+
+    @property
+    def python(self) -> Path:
+        return self.venv / "bin" / "python"
+
+    def user(self, home: Path, database_url: str) -> Service:
+        """The installed service as run by a user with an empty home and working directory."""
+        env = clean_environ(home)
+        env.pop("PYTHONPATH", None)
+        env[f"{PROGRAM.upper()}_DATABASE_URL"] = database_url
+        workdir = home / "workdir"
+        workdir.mkdir(parents=True)
+        return dataclasses.replace(self.source, path=workdir, env=env, python=str(self.python))
+
+
+@pytest.fixture(scope="module")
+def built(render_shared: Render, tmp_path_factory: pytest.TempPathFactory) -> Built:
+    # database=postgresql: the wheel then depends on the PostgreSQL driver.
+    source = render_shared(program_name=PROGRAM, database="postgresql")
+    first = source.autogenerate("create item table")
+    source.alembic("upgrade", "head")
+    source.add_to_models(CUSTOMER_MODEL)
+    second = source.autogenerate("add customer table")
+    out = tmp_path_factory.mktemp("dist")
+    uv = shutil.which("uv")
+    assert uv, "uv is not on PATH"
+    build = subprocess.run(
+        [uv, "build", "--wheel", "--out-dir", str(out), str(source.path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"},
+    )
+    assert build.returncode == 0, build.stdout + build.stderr
+    (wheel,) = out.glob("*.whl")
+    venv = tmp_path_factory.mktemp("installed") / "venv"
+    make_venv(venv, str(wheel))
+    return Built(source, [revision_id(first), revision_id(second)], wheel, venv)
+
+
+def run_db(user: Service, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return user.run(user.python, "-m", PROGRAM, "db", *args, check=check)
+
+
+def test_the_wheel_ships_the_migrations_and_every_revision(built: Built) -> None:
+    names = set(zipfile.ZipFile(built.wheel).namelist())
+    migrations = f"{PROGRAM}/migrations"
+    assert {f"{migrations}/env.py", f"{migrations}/script.py.mako", f"{migrations}/README"} <= names
+    revisions = {f"{migrations}/versions/{path.name}" for path in built.source.versions()}
+    assert len(revisions) == 2
+    assert revisions <= names
+    assert {f"{PROGRAM}/db.py", f"{PROGRAM}/migrate.py", f"{PROGRAM}/py.typed"} <= names
+    # Developer files stay out of the package.
+    assert not {name for name in names if "alembic.ini" in name or name.startswith("tests/")}
+    assert not {name for name in names if "__pycache__" in name}
+
+
+def test_the_installed_package_runs_from_site_packages(built: Built, tmp_path: Path) -> None:
+    user = built.user(tmp_path, f"sqlite:///{tmp_path / 'app.db'}")
+    where = user.run(user.python, "-c", f"import {PROGRAM}; print({PROGRAM}.__file__)")
+    assert Path(where.stdout.strip()).is_relative_to(built.venv)
+    # The database answer made the PostgreSQL driver a dependency.
+    user.run(user.python, "-c", "import psycopg")
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def test_db_upgrade_head_from_an_empty_directory(
+    built: Built, tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    url = request.getfixturevalue("pg_url") if backend == "postgresql" else None
+    user = built.user(tmp_path, url or f"sqlite:///{tmp_path / 'app.db'}")
+
+    upgrade = run_db(user, "upgrade", "head")
+    assert user.tables() == {"item", "customer", "alembic_version"}
+    assert user.version_rows() == [built.revisions[-1]]
+    assert f"Running upgrade {built.revisions[0]} -> {built.revisions[1]}" in upgrade.stderr
+
+    current = run_db(user, "current")
+    assert f"{built.revisions[-1]} (head)" in current.stdout
+    assert list(user.path.iterdir()) == []  # nothing read from or written to the cwd
+    assert AWKWARD_PASSWORD not in upgrade.stdout + upgrade.stderr + current.stdout
+
+
+def test_history_check_and_downgrade_from_an_empty_directory(built: Built, tmp_path: Path) -> None:
+    user = built.user(tmp_path, f"sqlite:///{tmp_path / 'app.db'}")
+    first, second = built.revisions
+    run_db(user, "upgrade", "head")
+
+    history = run_db(user, "history").stdout
+    assert f"{first} -> {second} (head), add customer table" in history
+    assert f"<base> -> {first}, create item table" in history
+    assert "No new upgrade operations detected" in run_db(user, "check").stdout
+
+    run_db(user, "downgrade", "-1")
+    assert user.tables() == {"item", "alembic_version"}
+    assert f"{first}\n" in run_db(user, "current").stdout
+    run_db(user, "downgrade", "base")
+    assert user.tables() == {"alembic_version"}
+    assert user.version_rows() == []
+
+
+def test_the_console_script_is_the_same_command(built: Built, tmp_path: Path) -> None:
+    user = built.user(tmp_path, f"sqlite:///{tmp_path / 'app.db'}")
+    user.run(str(built.venv / "bin" / SCRIPT), "db", "upgrade", "head")
+    assert user.version_rows() == [built.revisions[-1]]
+
+
+def test_migrating_from_python_at_start_up(built: Built, tmp_path: Path) -> None:
+    user = built.user(tmp_path, f"sqlite:///{tmp_path / 'app.db'}")
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    code = (
+        f"from {PROGRAM} import migrate\n"
+        "migrate.upgrade()\n"
+        "migrate.check()\n"
+        "print(migrate.current())\n"
+        f"migrate.upgrade('{built.revisions[0]}', url={other!r})\n"
+        f"print(migrate.current({other!r}))\n"
+    )
+    printed = user.run(user.python, "-c", code).stdout.splitlines()
+    assert "No new upgrade operations detected." in printed  # check() passed
+    assert [line for line in printed if line.startswith("(")] == [
+        repr((built.revisions[-1],)),
+        repr((built.revisions[0],)),
+    ]
+    assert user.tables() == {"item", "customer", "alembic_version"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("not a url", "is not a valid SQLAlchemy URL"),
+        ("mysql+pymysql://app:hunter2@localhost/app", "'pymysql' for mysql+pymysql://app:***@"),
+        ("postgresql+psycopg://app:hunter2@127.0.0.1:{port}/app", "Cannot connect"),
+        ("sqlite:////nonexistent-folder/app.db", "Cannot connect"),
+    ],
+)
+def test_a_bad_database_url_fails_with_one_line(
+    built: Built, tmp_path: Path, url: str, says: str
+) -> None:
+    user = built.user(tmp_path, url.format(port=free_port()))
+    result = run_db(user, "upgrade", "head", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 1, output
+    assert lines[0].startswith("FAILED: ")
+    assert says in lines[0]
+    assert f"{PROGRAM.upper()}_DATABASE_URL" in lines[0]
+    assert "hunter2" not in output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [[], ["db"], ["db", "frobnicate"], ["migrate", "upgrade", "head"], ["db", "upgrade"]],
+    ids=["nothing", "no-command", "unknown-command", "not-db", "missing-revision"],
+)
+def test_usage_errors_exit_2_with_the_usage(built: Built, tmp_path: Path, args: list[str]) -> None:
+    user = built.user(tmp_path, f"sqlite:///{tmp_path / 'app.db'}")
+    result = user.run(user.python, "-m", PROGRAM, *args, check=False)
+    assert result.returncode == 2
+    assert "usage:" in result.stderr
+    assert f"python -m {PROGRAM} db" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "app.db").exists()
+
+
+def test_db_help_lists_the_alembic_commands(built: Built, tmp_path: Path) -> None:
+    user = built.user(tmp_path, f"sqlite:///{tmp_path / 'app.db'}")
+    result = run_db(user, "--help")
+    for command in ("upgrade", "downgrade", "current", "history", "check", "revision"):
+        assert command in result.stdout
+    assert result.stdout.startswith(f"usage: python -m {PROGRAM} db")
