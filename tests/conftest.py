@@ -236,17 +236,23 @@ def render_shared(copier_template: Path, tmp_path_factory: pytest.TempPathFactor
     return _render
 
 
+def uv_binary() -> str:
+    """The uv running these tests (``uv run`` sets $UV), else the one on PATH."""
+    import shutil
+
+    uv = os.environ.get("UV") or shutil.which("uv")
+    if uv is None:
+        pytest.fail("uv is not on PATH: the packaging tests build and install with uv.")
+    return uv
+
+
 def make_venv(path: Path, *requirements: str) -> Path:
     """Create a fresh virtual environment with ``uv`` and install ``requirements``.
 
     Returns its python.  Runs in the real environment (HOME included), so uv's
     package cache makes this take seconds.
     """
-    import shutil
-
-    uv = shutil.which("uv")
-    if uv is None:
-        pytest.fail("uv is not on PATH: the packaging tests build and install with uv.")
+    uv = uv_binary()
     env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
     for command in (
         [uv, "venv", "--quiet", "--python", sys.executable, str(path)],

@@ -3,7 +3,8 @@
 A developer with the project installed in editable mode (``pip install -e .``,
 here: PYTHONPATH) works on the models from any directory, without the
 alembic.ini at the project root: the command line takes its configuration from
-the package.
+the package.  (``db current``, ``history`` and ``downgrade`` are tested on the
+installed wheel, in test_packaged_service.py.)
 """
 
 from __future__ import annotations
@@ -80,8 +81,6 @@ def test_the_whole_workflow_runs_from_another_directory(service: Service, tmp_pa
     cli("upgrade", "head")
     assert service.tables() == {"item", "alembic_version"}
     assert service.version_rows() == [revision_id(first)]
-    output = cli("current")
-    assert f"{revision_id(first)} (head)" in output
     output = cli("check")
     assert "No new upgrade operations detected" in output
 
@@ -97,13 +96,7 @@ def test_the_whole_workflow_runs_from_another_directory(service: Service, tmp_pa
     (second,) = set(service.versions()) - {first}
     cli("upgrade", "head")
     assert service.tables() == {"item", "supplier", "alembic_version"}
-    output = cli("history")
-    assert f"{revision_id(first)} -> {revision_id(second)} (head), add supplier table" in output
-    assert f"<base> -> {revision_id(first)}, create item table" in output
-
-    cli("downgrade", "-1")
-    assert service.tables() == {"item", "alembic_version"}
-    assert service.version_rows() == [revision_id(first)]
+    assert service.version_rows() == [revision_id(second)]
 
     # Nothing was read from or written to the working directory.
     assert list(elsewhere.iterdir()) == []

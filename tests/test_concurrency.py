@@ -105,7 +105,7 @@ def test_concurrent_upgrades_all_succeed_and_apply_each_revision_once(service: S
     assert query(service.database_url, counts) == [(r, 1) for r in REVISIONS]
     assert query(service.database_url, "SELECT name, email FROM account") == [("alice", None)]
     # What the operator sees in the logs: each revision ran in one process only.
-    for old, new in zip([""] + REVISIONS, REVISIONS):
+    for old, new in zip(["", *REVISIONS], REVISIONS, strict=False):
         ran = [o for o in outputs if f"Running upgrade {old} -> {new}" in o]
         assert len(ran) == 1, f"{old} -> {new} ran {len(ran)} times"
 

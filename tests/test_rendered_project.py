@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
@@ -127,6 +128,7 @@ def test_own_suite_passes_on_postgresql(project: Service, pg_url: str) -> None:
     result = own_tests(project, **{f"{PROGRAM.upper()}_TEST_DATABASE_URL": pg_url})
     assert_all_passed(result)
     assert AWKWARD_PASSWORD not in result.stdout + result.stderr
+    assert quote(AWKWARD_PASSWORD, safe="") not in result.stdout + result.stderr
     engine = sa.create_engine(pg_url, poolclass=sa.NullPool)
     try:
         assert sa.inspect(engine).get_table_names() == []  # the suite wiped its database
