@@ -15,8 +15,16 @@ migration lock the race breaks (last test), so these tests can fail.
 
 from __future__ import annotations
 
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
 import pytest
+import sqlalchemy as sa
 from conftest import Render, Service
+from filelock import FileLock
 from migration_helpers import assert_no_password, query, write_revision
 from start_together import run_together
 
@@ -127,3 +135,63 @@ def test_without_the_lock_the_same_race_breaks(service: Service) -> None:
     # SQLite: "database is locked" after the busy timeout; PostgreSQL: two
     # processes creating alembic_version at once ("duplicate key").
     assert failed or counts != [(r, 1) for r in REVISIONS], "the unlocked race did not break"
+
+
+@contextmanager
+def migration_lock_held(service: Service) -> Iterator[Callable[[], bool]]:
+    """Hold the service's migration lock, as a replica busy migrating would.
+
+    Yields a function telling whether an upgrade started meanwhile is waiting
+    for the lock after opening its database connection.
+    """
+    if service.database_url.startswith("sqlite"):
+        database = Path(service.database_url.removeprefix("sqlite:///").split("?")[0])
+        with FileLock(f"{database}.lock"):  # "a lock file beside the database"
+            # SQLite creates the file on connect; the lock comes right after.
+            yield database.exists
+        return
+    key = service.run(
+        service.python,
+        "-c",
+        f"from {service.program_name}.migrate import ADVISORY_LOCK_KEY; print(ADVISORY_LOCK_KEY)",
+    ).stdout
+    engine = sa.create_engine(service.database_url, poolclass=sa.NullPool)
+    waiting = "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+    with engine.connect() as holder, engine.connect() as observer:
+        holder.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": int(key)})
+        holder.commit()  # a session-level lock outlives the transaction
+        yield lambda: bool(observer.execute(sa.text(waiting)).scalar())
+    engine.dispose()
+
+
+def test_an_upgrade_reads_the_version_table_only_once_it_holds_the_lock(service: Service) -> None:
+    """While it waits, another replica brings the database to head: it must see that."""
+    with migration_lock_held(service) as upgrade_is_waiting:
+        upgrade = subprocess.Popen(
+            [service.python, "-m", "alembic", "upgrade", "head"],
+            cwd=service.path,
+            env=service.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while not upgrade_is_waiting():
+            assert upgrade.poll() is None, upgrade.communicate()
+            assert time.monotonic() < deadline, "the upgrade never reached the lock"
+            time.sleep(0.05)
+        time.sleep(0.5)
+        assert upgrade.poll() is None, "the upgrade did not wait for the lock"
+        # The other replica's work, done while it holds the lock: the history
+        # is applied (here, only recorded) and committed.
+        engine = sa.create_engine(service.database_url, poolclass=sa.NullPool)
+        with engine.begin() as connection:
+            connection.execute(sa.text("CREATE TABLE alembic_version (version_num VARCHAR(32))"))
+            connection.execute(sa.text("INSERT INTO alembic_version VALUES ('0004')"))
+        engine.dispose()
+
+    stdout, stderr = upgrade.communicate(timeout=60)
+    assert upgrade.returncode == 0, stdout + stderr
+    assert "Running upgrade" not in stderr  # it found the database at head
+    assert service.tables() == {"alembic_version"}
+    assert service.version_rows() == ["0004"]

@@ -45,18 +45,8 @@ class Checked:
         return written
 
 
-@pytest.mark.parametrize(
-    "answers",
-    [
-        {"database": "postgresql", "program_name": "billing_service"},
-        {"database": "sqlite", "program_name": "shop"},
-    ],
-    ids=["rendered-for-postgresql", "rendered-for-sqlite"],
-)
-def test_the_whole_workflow_on_postgresql(
-    render: Render, pg_url: str, answers: dict[str, str]
-) -> None:
-    service = render(database_url=pg_url, **answers)
+def test_the_whole_workflow_on_postgresql(render: Render, pg_url: str) -> None:
+    service = render(database_url=pg_url, database="postgresql", program_name="billing_service")
     run = Checked(service)
 
     # First revision: the example table, created by upgrade.
@@ -85,7 +75,6 @@ class Customer(Base):
     check = run.alembic("check", check=False)
     assert check.returncode != 0
     assert "customer" in check.stdout + check.stderr
-    assert run.db("check", check=False).returncode != 0
     second = run.autogenerate("customers, longer item names").read_text()
     assert "op.create_table('customer'" in second
     assert "type_=sa.String(length=250)" in second
@@ -115,13 +104,23 @@ class Customer(Base):
     assert "note" not in service.columns("item")
     head = revision_id(dropped)
     assert service.version_rows() == [head]
-    assert head in run.db("current").stdout
-    assert head in run.alembic("history", "--verbose").stdout
-    offline = run.alembic("upgrade", "base:head", "--sql")
-    assert "CREATE TABLE customer" in offline.stdout
 
     # Back to an empty database.
     run.alembic("downgrade", "base")
     assert service.tables() - {"alembic_version"} == set()
     assert service.version_rows() == []
     assert query(service.database_url, "SELECT relname FROM pg_class WHERE relkind = 'S'") == []
+
+
+def test_a_service_rendered_for_sqlite_migrates_postgresql(render: Render, pg_url: str) -> None:
+    """env.py takes any SQLAlchemy URL, whatever database was chosen at copy time."""
+    service = render(database_url=pg_url, database="sqlite", program_name="shop")
+    run = Checked(service)
+
+    revision = run.autogenerate("create initial tables")
+    run.alembic("upgrade", "head")
+    assert service.tables() == {"item", "alembic_version"}
+    assert service.version_rows() == [revision_id(revision)]
+    assert "Context impl PostgresqlImpl" in run.db("check").stderr
+    run.alembic("downgrade", "base")
+    assert service.tables() == {"alembic_version"}
