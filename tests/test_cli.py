@@ -91,6 +91,7 @@ def test_the_whole_workflow_runs_from_another_directory(service: Service, tmp_pa
     assert failure.startswith("FAILED: New upgrade operations detected: [('add_table'")
     assert "supplier" in failure
     assert output.count("New upgrade operations detected") == 1
+    assert "db revision --autogenerate" in output  # says what to do
 
     cli("revision", "--autogenerate", "-m", "add supplier table")
     (second,) = set(service.versions()) - {first}
