@@ -162,6 +162,62 @@ def test_own_suite_fails_with_the_autogenerate_hint_when_a_model_changes_without
     assert shown in report
 
 
+ENUM_MODEL = """
+import enum
+
+from sqlalchemy import Enum
+
+
+class Mood(enum.Enum):
+    happy = "happy"
+    grumpy = "grumpy"
+
+
+class Review(Base):
+    __tablename__ = "review"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mood: Mapped[Mood] = mapped_column(Enum(Mood, name="review_mood"))
+"""
+
+
+@pytest.mark.postgres
+def test_a_postgresql_enum_downgrade_is_caught_and_fixed_as_the_readme_says(
+    project: Service, pg_url: str
+) -> None:
+    """Autogenerate forgets DROP TYPE in downgrades: the suite says so, and cleans up."""
+    original = project.models.read_text()
+    before = set(project.versions())
+    env = {f"{PROGRAM.upper()}_TEST_DATABASE_URL": pg_url}
+    try:
+        project.add_to_models(ENUM_MODEL)
+        revision = project.autogenerate("add review")
+
+        result = own_tests(project, **env)
+        output = result.stdout + result.stderr
+        assert "tests/test_migrations.py::test_up_down_consistency FAILED" in output
+        assert 'type "review_mood" already exists' in output
+        assert re.search(r"=+ 1 failed, \d+ passed in ", output), output
+
+        # The fix the README gives, in the revision's downgrade().
+        text = revision.read_text().replace(
+            "    op.drop_table('review')\n",
+            "    op.drop_table('review')\n"
+            "    sa.Enum(name='review_mood').drop(op.get_bind(), checkfirst=True)\n",
+        )
+        revision.write_text(text)
+        assert_all_passed(own_tests(project, **env))
+    finally:
+        project.models.write_text(original)
+        for path in set(project.versions()) - before:
+            path.unlink()
+    engine = sa.create_engine(pg_url, poolclass=sa.NullPool)
+    try:
+        assert sa.inspect(engine).get_enums() == []  # the suite left no type behind
+    finally:
+        engine.dispose()
+
+
 @pytest.fixture(params=["project", "other_project"])
 def any_project(request: pytest.FixtureRequest) -> Service:
     service: Service = request.getfixturevalue(request.param)
