@@ -80,9 +80,12 @@ def find_pg_bindir() -> Path | None:
     return None
 
 
-def _free_port() -> int:
-    # The OS picks an unused port; the tiny race until the server binds it is
-    # covered by retrying in PostgresCluster.start().
+def free_port() -> int:
+    """A local TCP port nobody listens on (yet).
+
+    The OS picks an unused port; the tiny race until the server binds it is
+    covered by retrying in PostgresCluster.start().
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -146,13 +149,13 @@ class PostgresCluster:
         try:
             cluster._initdb()
             for attempt in range(3):
-                cluster.port = _free_port()
+                cluster.port = free_port()
                 try:
                     log, port = str(cluster.log_file), f"-p {cluster.port}"
                     cluster._pg_ctl("start", "-l", log, "-o", port, "-t", "30")
                     break
                 except RuntimeError:
-                    # Someone grabbed the port between _free_port() and the bind.
+                    # Someone grabbed the port between free_port() and the bind.
                     if attempt == 2 or "already in use" not in cluster._log_tail():
                         raise
         except BaseException:

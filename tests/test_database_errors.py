@@ -12,7 +12,6 @@ fails on connecting still produces the SQL there.
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,15 +20,9 @@ from urllib.parse import quote
 import pytest
 from conftest import AWKWARD_PASSWORD, Render, Service, make_venv
 from migration_helpers import assert_no_password
+from postgres_cluster import free_port
 
 QUOTED = quote(AWKWARD_PASSWORD, safe="")
-
-
-def closed_port() -> int:
-    """A local TCP port nobody listens on."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -118,7 +111,7 @@ def test_a_bad_url_fails_with_one_readable_message(
     service: Service, case: str, command: str
 ) -> None:
     bad = CASES[case]
-    port = closed_port()
+    port = free_port()
     url = bad.url.format(port=port)
 
     result = run(service, command, url)

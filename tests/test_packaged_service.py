@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import socket
 import subprocess
 import zipfile
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from conftest import (
     revision_id,
     uv_binary,
 )
+from postgres_cluster import free_port
 
 PROGRAM = "order_desk"
 SCRIPT = "order-desk"  # project_name's default: the console script's name
@@ -174,12 +174,6 @@ def test_migrating_from_python_at_start_up(built: Built, tmp_path: Path) -> None
         repr((built.revisions[0],)),
     ]
     assert user.tables() == {"item", "customer", "alembic_version"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.mark.parametrize(

@@ -8,18 +8,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from conftest import AWKWARD_PASSWORD, require_postgres_binaries
+from migration_helpers import query
 from postgres_cluster import PostgresCluster
 
 pytestmark = pytest.mark.postgres
-
-
-def query_one(url: str, query: str) -> object:
-    engine = sa.create_engine(url, poolclass=sa.NullPool)
-    try:
-        with engine.connect() as conn:
-            return conn.execute(sa.text(query)).scalar_one()
-    finally:
-        engine.dispose()
 
 
 def test_role_with_awkward_password_connects(
@@ -29,13 +21,13 @@ def test_role_with_awkward_password_connects(
     pg_cluster.create_database("app_db", owner="app_user")
     url = pg_cluster.url_for("app_db", user="app_user", password=AWKWARD_PASSWORD)
 
-    assert query_one(url, "select current_user") == "app_user"
-    assert query_one(url, "select current_database()") == "app_db"
-    assert query_one(pg_cluster.admin_url, "select current_user") == "postgres"
+    assert query(url, "select current_user") == [("app_user",)]
+    assert query(url, "select current_database()") == [("app_db",)]
+    assert query(pg_cluster.admin_url, "select current_user") == [("postgres",)]
 
     pg_cluster.drop_database("app_db")
     exists = "select count(*) from pg_database where datname = 'app_db'"
-    assert query_one(pg_cluster.admin_url, exists) == 0
+    assert query(pg_cluster.admin_url, exists) == [(0,)]
     out, err = capfd.readouterr()
     assert AWKWARD_PASSWORD not in out + err
 
@@ -46,7 +38,7 @@ def test_wrong_password_is_rejected(pg_cluster: PostgresCluster) -> None:
     url = pg_cluster.url_for("wrong_pw_db", user="wrong_pw_user", password="wrong")
 
     with pytest.raises(sa.exc.OperationalError, match="password authentication failed"):
-        query_one(url, "select 1")
+        query(url, "select 1")
 
 
 def test_stop_closes_the_port(tmp_path: Path) -> None:
