@@ -153,7 +153,7 @@ def migration_lock_held(service: Service) -> Iterator[Callable[[], bool]]:
     key = service.run(
         service.python,
         "-c",
-        f"from {service.program_name}.migrate import ADVISORY_LOCK_KEY; print(ADVISORY_LOCK_KEY)",
+        f"from {service.program_name}.migration_guards import ADVISORY_LOCK_KEY; print(ADVISORY_LOCK_KEY)",
     ).stdout
     engine = sa.create_engine(service.database_url, poolclass=sa.NullPool)
     waiting = "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"

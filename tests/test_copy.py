@@ -22,6 +22,7 @@ EXPECTED_FILES = {
     "{pkg}/__main__.py",
     "{pkg}/db.py",
     "{pkg}/migrate.py",
+    "{pkg}/migration_guards.py",
     "{pkg}/models.py",
     "{pkg}/py.typed",
     "{pkg}/migrations/README",
@@ -30,6 +31,7 @@ EXPECTED_FILES = {
     "{pkg}/migrations/versions/.gitkeep",
     "tests/conftest.py",
     "tests/test_db.py",
+    "tests/test_migrate.py",
     "tests/test_migrations.py",
 }
 
