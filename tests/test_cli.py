@@ -9,12 +9,12 @@ installed wheel, in test_packaged_service.py.)
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Render, Service, revision_id
+from conftest import NewProject
+from harness.project import Project, revision_id
 
 SUPPLIER_MODEL = '''
 class Supplier(Base):
@@ -29,20 +29,11 @@ class Supplier(Base):
 Cli = Callable[..., str]
 
 
-def db_cli(service: Service, cwd: Path) -> Cli:
+def db_cli(service: Project, cwd: Path) -> Cli:
     """``python -m <pkg> db ARGS`` run in ``cwd``: checks the exit status, returns the output."""
 
     def cli(*args: str, expect: int = 0) -> str:
-        result = service.run(
-            sys.executable,
-            "-m",
-            service.program_name,
-            "db",
-            *args,
-            check=False,
-            cwd=cwd,
-            PYTHONPATH=str(service.path),
-        )
+        result = service.db(*args, check=False, cwd=cwd, PYTHONPATH=str(service.path))
         output = result.stdout + result.stderr
         assert result.returncode == expect, (
             f"db {' '.join(args)} exited {result.returncode}:\n{output}"
@@ -58,14 +49,14 @@ def failures(output: str) -> list[str]:
 
 
 @pytest.fixture
-def service(render: Render) -> Service:
+def service(new_project: NewProject) -> Project:
     """A rendered project whose alembic.ini is gone: nothing may need it."""
-    service = render(program_name="parts_api")
+    service = new_project(program_name="parts_api")
     (service.path / "alembic.ini").unlink()
     return service
 
 
-def test_the_whole_workflow_runs_from_another_directory(service: Service, tmp_path: Path) -> None:
+def test_the_whole_workflow_runs_from_another_directory(service: Project, tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     cli = db_cli(service, elsewhere)

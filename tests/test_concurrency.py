@@ -15,6 +15,7 @@ migration lock the race breaks (last test), so these tests can fail.
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -23,19 +24,19 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from conftest import Render, Service
+from conftest import NewProject
 from filelock import FileLock
-from migration_helpers import assert_no_password, query, write_revision
-from start_together import run_together
+from harness.database import assert_no_password, query
+from harness.project import Project
+from harness.start_together import run_together
 
 REVISIONS = ["0001", "0002", "0003", "0004"]
 PROCESSES = 8
 
 
-def write_history(service: Service) -> None:
+def write_history(service: Project) -> None:
     """Four revisions, each of which fails or shows when applied twice."""
-    write_revision(
-        service,
+    service.write_revision(
         "0001",
         None,
         """
@@ -55,8 +56,7 @@ def write_history(service: Service) -> None:
         'op.drop_table("account")\nop.drop_table("applied_revision")',
         imports="import time",
     )
-    write_revision(
-        service,
+    service.write_revision(
         "0002",
         "0001",
         """
@@ -64,8 +64,7 @@ def write_history(service: Service) -> None:
         op.execute("INSERT INTO applied_revision (revision) VALUES ('0002')")
         """,
     )
-    write_revision(
-        service,
+    service.write_revision(
         "0003",
         "0002",
         """
@@ -73,8 +72,7 @@ def write_history(service: Service) -> None:
         op.execute("INSERT INTO applied_revision (revision) VALUES ('0003')")
         """,
     )
-    write_revision(
-        service,
+    service.write_revision(
         "0004",
         "0003",
         """
@@ -84,7 +82,7 @@ def write_history(service: Service) -> None:
     )
 
 
-def upgrade_together(service: Service, processes: int = PROCESSES) -> list[str]:
+def upgrade_together(service: Project, processes: int = PROCESSES) -> list[str]:
     """Release the upgrades at once; return each one's exit code and output."""
     commands = [
         ["-m", "alembic", "upgrade", "head"],
@@ -96,15 +94,15 @@ def upgrade_together(service: Service, processes: int = PROCESSES) -> list[str]:
 
 
 @pytest.fixture
-def service(render: Render, backend_url: str) -> Service:
+def service(new_project: NewProject, backend_url: str) -> Project:
     if backend_url.startswith("sqlite"):
         backend_url += "?timeout=0.5"  # SQLite's busy timeout, in seconds (default 5)
-    service = render(database_url=backend_url, program_name="orders")
+    service = new_project(database_url=backend_url, program_name="orders")
     write_history(service)
     return service
 
 
-def test_concurrent_upgrades_all_succeed_and_apply_each_revision_once(service: Service) -> None:
+def test_concurrent_upgrades_all_succeed_and_apply_each_revision_once(service: Project) -> None:
     outputs = upgrade_together(service)
 
     assert all(output.startswith("exit 0\n") for output in outputs), "\n\n".join(outputs)
@@ -118,7 +116,7 @@ def test_concurrent_upgrades_all_succeed_and_apply_each_revision_once(service: S
         assert len(ran) == 1, f"{old} -> {new} ran {len(ran)} times"
 
 
-def test_without_the_lock_the_same_race_breaks(service: Service) -> None:
+def test_without_the_lock_the_same_race_breaks(service: Project) -> None:
     """The control experiment: the race is real, and the lock is what wins it."""
     locked = "with migration_lock(connection), sqlite_migration_mode(connection):"
     env_py = service.env_py.read_text()
@@ -138,7 +136,7 @@ def test_without_the_lock_the_same_race_breaks(service: Service) -> None:
 
 
 @contextmanager
-def migration_lock_held(service: Service) -> Iterator[Callable[[], bool]]:
+def migration_lock_held(service: Project) -> Iterator[Callable[[], bool]]:
     """Hold the service's migration lock, as a replica busy migrating would.
 
     Yields a function telling whether an upgrade started meanwhile is waiting
@@ -150,21 +148,18 @@ def migration_lock_held(service: Service) -> Iterator[Callable[[], bool]]:
             # SQLite creates the file on connect; the lock comes right after.
             yield database.exists
         return
-    key = service.run(
-        service.python,
-        "-c",
-        f"from {service.program_name}.migration_guards import ADVISORY_LOCK_KEY; print(ADVISORY_LOCK_KEY)",
-    ).stdout
+    with service.imported():
+        key = importlib.import_module(f"{service.program_name}.migration_guards").ADVISORY_LOCK_KEY
     engine = sa.create_engine(service.database_url, poolclass=sa.NullPool)
     waiting = "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
     with engine.connect() as holder, engine.connect() as observer:
-        holder.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": int(key)})
+        holder.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": key})
         holder.commit()  # a session-level lock outlives the transaction
         yield lambda: bool(observer.execute(sa.text(waiting)).scalar())
     engine.dispose()
 
 
-def test_an_upgrade_reads_the_version_table_only_once_it_holds_the_lock(service: Service) -> None:
+def test_an_upgrade_reads_the_version_table_only_once_it_holds_the_lock(service: Project) -> None:
     """While it waits, another replica brings the database to head: it must see that."""
     with migration_lock_held(service) as upgrade_is_waiting:
         upgrade = subprocess.Popen(

@@ -1,12 +1,13 @@
 """A bad database URL gets one readable message, never a traceback or the password.
 
 For each way a URL goes wrong (unreachable server, wrong password, unparseable,
-unknown dialect, missing driver, empty variable) and each way of migrating
-(``alembic upgrade head``, ``alembic upgrade head --sql``, ``python -m <package>
-db upgrade head``), the user sees: a non-zero exit, one ``FAILED:`` line that
-names ``<PACKAGE>_DATABASE_URL``, shows the URL with its password masked and
-says what to do.  Offline mode (``--sql``) never connects, so a URL that only
-fails on connecting still produces the SQL there.
+unknown dialect, missing driver, empty variable), online and offline
+(``--sql``), the user sees one message that names ``<PACKAGE>_DATABASE_URL``,
+shows the URL with its password masked and says what to do.  Offline mode
+never connects, so a URL that only fails on connecting still produces the SQL
+there.  The messages are checked through Alembic's command API; the command
+lines (``alembic upgrade head [--sql]``, ``python -m <package> db upgrade
+head``) are checked to print them as one ``FAILED:`` line with a non-zero exit.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from conftest import AWKWARD_PASSWORD, Render, Service, make_venv
-from migration_helpers import assert_no_password
-from postgres_cluster import free_port
+from alembic.util import CommandError
+from harness.database import AWKWARD_PASSWORD, QUOTED_PASSWORD, assert_no_password
+from harness.postgres import free_port
+from harness.project import Project, Renderer
+from harness.venv import make_venv, uv
 
-QUOTED = quote(AWKWARD_PASSWORD, safe="")
+QUOTED = QUOTED_PASSWORD
 
 
 @dataclass
@@ -80,74 +83,90 @@ COMMANDS = {
 
 
 @pytest.fixture(scope="module")
-def service(render_shared: Render) -> Service:
-    """A service with its first revision (written against its SQLite default)."""
-    service = render_shared(program_name="stock_keeper")
+def service(renderer: Renderer, tmp_path_factory: pytest.TempPathFactory) -> Project:
+    """A project with its first revision (written against its SQLite default)."""
+    service = renderer.new(tmp_path_factory.mktemp("errors"), program_name="stock_keeper")
     service.autogenerate("create initial tables")
     return service
 
 
-def run(service: Service, command: str, url: str) -> subprocess.CompletedProcess[str]:
+def run(service: Project, command: str, url: str) -> subprocess.CompletedProcess[str]:
     args = [arg.format(package=service.program_name) for arg in COMMANDS[command]]
     return service.run(service.python, *args, check=False, **{service.url_env: url})
 
 
 def assert_one_readable_failure(
-    result: subprocess.CompletedProcess[str], service: Service, *phrases: str
+    result: subprocess.CompletedProcess[str], service: Project, *phrases: str
 ) -> None:
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
     assert "Traceback" not in output, output
     (failed,) = [line for line in result.stdout.splitlines() if line.startswith("FAILED:")]
-    assert service.url_env in failed, failed
-    for phrase in phrases:
-        assert phrase in failed, f"{phrase!r} not in {failed!r}"
+    assert_readable(failed.removeprefix("FAILED: "), service, *phrases)
     assert_no_password(result)
 
 
-@pytest.mark.parametrize("command", COMMANDS)
+def assert_readable(message: str, service: Project, *phrases: str) -> None:
+    """One line naming the variable, saying what to do, without the password."""
+    (line,) = message.splitlines()
+    assert service.url_env in line, line
+    for phrase in phrases:
+        assert phrase in line, f"{phrase!r} not in {line!r}"
+    assert_no_password(line)
+
+
+@pytest.mark.parametrize("mode", ["online", "offline"])
 @pytest.mark.parametrize("case", CASES)
-def test_a_bad_url_fails_with_one_readable_message(
-    service: Service, case: str, command: str
-) -> None:
+def test_a_bad_url_fails_with_one_readable_message(service: Project, case: str, mode: str) -> None:
     bad = CASES[case]
     port = free_port()
-    url = bad.url.format(port=port)
+    user = service.with_database(bad.url.format(port=port))
 
-    result = run(service, command, url)
-
-    if command.endswith("--sql") and not bad.fails_offline:
-        assert result.returncode == 0, result.stderr
-        assert "CREATE TABLE item" in result.stdout
-        assert_no_password(result)
+    if mode == "offline" and not bad.fails_offline:
+        output = user.command("upgrade", "head", sql=True)
+        assert "CREATE TABLE item" in output.stdout
+        assert_no_password(*output)
         return
+    with pytest.raises(CommandError) as error:
+        user.command("upgrade", "head", sql=mode == "offline")
     phrases = [bad.remedy] + ([bad.shown.format(port=port)] if bad.shown else [])
-    assert_one_readable_failure(result, service, *phrases)
+    assert_readable(str(error.value), service, *phrases)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_line_prints_it_as_one_failed_line(service: Project, command: str) -> None:
+    bad = CASES["password not URL-quoted"]
+
+    result = run(service, command, bad.url)
+
+    assert_one_readable_failure(result, service, bad.remedy, str(bad.shown))
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("mode", ["online", "offline"])
 def test_a_wrong_password_fails_with_one_readable_message(
-    service: Service, pg_url: str, command: str
+    service: Project, pg_url: str, mode: str
 ) -> None:
     wrong = quote("not-" + AWKWARD_PASSWORD, safe="")
     url = pg_url.replace(QUOTED, wrong)
     assert url != pg_url
+    user = service.with_database(url)
 
-    result = run(service, command, url)
-
-    assert wrong not in result.stdout + result.stderr
-    if command.endswith("--sql"):  # never connects
-        assert result.returncode == 0, result.stderr
-        assert "CREATE TABLE item" in result.stdout
+    if mode == "offline":  # never connects
+        output = user.command("upgrade", "head", sql=True)
+        assert "CREATE TABLE item" in output.stdout
+        assert wrong not in output.stdout + output.log
         return
+    with pytest.raises(CommandError) as error:
+        user.command("upgrade", "head")
     shown = pg_url.replace(QUOTED, "***")
-    assert_one_readable_failure(result, service, shown, "password authentication failed")
+    assert_readable(str(error.value), service, shown, "password authentication failed")
+    assert wrong not in str(error.value)
 
 
 @pytest.mark.postgres
 def test_without_psycopg_the_message_names_the_extra_and_installing_it_works(
-    service: Service, pg_url: str, tmp_path: Path
+    service: Project, pg_url: str, tmp_path: Path
 ) -> None:
     """A SQLite-rendered service, installed without the PostgreSQL extra, pointed at PostgreSQL."""
     python = str(make_venv(tmp_path / "venv", "-e", str(service.path)))
@@ -164,8 +183,7 @@ def test_without_psycopg_the_message_names_the_extra_and_installing_it_works(
         assert_one_readable_failure(result, service, shown, "'psycopg'", extra)
 
     # The remedy the message gives, as a user in a source checkout runs it.
-    install = ["uv", "pip", "install", "--quiet", "--python", python]
-    subprocess.run([*install, "-e", f"{service.path}[postgresql]"], check=True, timeout=600)
+    uv("pip", "install", "--quiet", "--python", python, "-e", f"{service.path}[postgresql]")
     result = service.run(python, "-m", "alembic", "upgrade", "head", **{service.url_env: pg_url})
     assert_no_password(result)
     assert "Running upgrade  ->" in result.stderr

@@ -10,19 +10,22 @@ stay applied.
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
-from conftest import Render, Service
-from migration_helpers import assert_no_password, query, snapshot, write_revision
+from alembic import command
+from conftest import NewProject
+from harness.database import assert_no_password, query, snapshot
+from harness.project import Project
 
 ERROR = "ledger import failed: 3 accounts rejected"
 
 
 @pytest.fixture
-def service(render: Render, backend_url: str) -> Service:
+def service(new_project: NewProject, backend_url: str) -> Project:
     """A service with revisions a001 (ok), b002 (ok), c003 (fails)."""
-    service = render(database_url=backend_url, program_name="accounts")
-    write_revision(
-        service,
+    service = new_project(database_url=backend_url, program_name="accounts")
+    service.write_revision(
         "a001",
         None,
         """
@@ -35,8 +38,7 @@ def service(render: Render, backend_url: str) -> Service:
         """,
         'op.drop_table("account")',
     )
-    write_revision(
-        service,
+    service.write_revision(
         "b002",
         "a001",
         """
@@ -50,8 +52,7 @@ def service(render: Render, backend_url: str) -> Service:
         """,
         'op.drop_table("audit_log")',
     )
-    write_revision(
-        service,
+    service.write_revision(
         "c003",
         "b002",
         f"""
@@ -76,23 +77,21 @@ def assert_failed_in_c003(result: object) -> None:
     assert_no_password(result)  # type: ignore[arg-type]
 
 
-def test_a_failing_revision_leaves_the_database_exactly_as_before_it(service: Service) -> None:
-    assert_no_password(service.alembic("upgrade", "b002"))
+def test_a_failing_revision_leaves_the_database_exactly_as_before_it(service: Project) -> None:
+    service.command("upgrade", "b002")
     before = snapshot(service.database_url)
 
     assert_failed_in_c003(service.alembic("upgrade", "head", check=False))
     assert snapshot(service.database_url) == before
 
-    cli = service.run(
-        service.python, "-m", service.program_name, "db", "upgrade", "head", check=False
-    )
-    assert_failed_in_c003(cli)
+    assert_failed_in_c003(service.db("upgrade", "head", check=False))
     assert snapshot(service.database_url) == before
     assert service.version_rows() == ["b002"]
 
 
-def test_revisions_before_the_failing_one_stay_applied(service: Service) -> None:
-    assert_failed_in_c003(service.alembic("upgrade", "head", check=False))
+def test_revisions_before_the_failing_one_stay_applied(service: Project) -> None:
+    with pytest.raises(RuntimeError, match=ERROR):
+        service.command("upgrade", "head")
 
     assert service.version_rows() == ["b002"]
     assert service.tables() == {"alembic_version", "account", "audit_log"}
@@ -105,42 +104,34 @@ def test_revisions_before_the_failing_one_stay_applied(service: Service) -> None
     assert query(service.database_url, "SELECT note FROM audit_log") == [("b002 applied",)]
 
 
-# Handing over the application's own Engine or Connection (README, "Migrating
-# from Python"): on SQLite it has foreign keys on and pysqlite's default
-# transaction handling, which would commit the DDL of a failing migration.
-HANDED_OVER = """
-from alembic import command
-from {pkg} import migrate
-from {pkg}.db import create_db_engine
+def test_a_failing_revision_rolls_back_on_the_applications_engine(
+    service: Project, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Handing over the application's own Engine or Connection (README, "Migrating from Python").
 
-engine = create_db_engine()  # the application's engine
-config = migrate.alembic_config()
-config.attributes["connection"] = engine
-try:
-    command.upgrade(config, "head")
-except RuntimeError as error:
-    print("engine:", error)
-with engine.connect() as connection:
-    config.attributes["connection"] = connection
-    try:
-        command.upgrade(config, "head")
-    except RuntimeError as error:
-        print("connection:", error)
-    if connection.dialect.name == "sqlite":
-        print("foreign keys:", connection.exec_driver_sql("PRAGMA foreign_keys").scalar())
-"""
-
-
-def test_a_failing_revision_rolls_back_on_the_applications_engine(service: Service) -> None:
-    service.alembic("upgrade", "b002")
+    On SQLite it has foreign keys on and pysqlite's default transaction
+    handling, which would commit the DDL of a failing migration.
+    """
+    service.command("upgrade", "b002")
     before = snapshot(service.database_url)
 
-    result = service.run(service.python, "-c", HANDED_OVER.format(pkg=service.program_name))
+    with service.imported():
+        migrate = importlib.import_module(f"{service.program_name}.migrate")
+        db = importlib.import_module(f"{service.program_name}.db")
+        engine = db.create_db_engine()  # the application's engine
+        config = migrate.alembic_config()
+        config.attributes["connection"] = engine
+        with pytest.raises(RuntimeError, match=ERROR):
+            command.upgrade(config, "head")
+        with engine.connect() as connection:
+            config.attributes["connection"] = connection
+            with pytest.raises(RuntimeError, match=ERROR):
+                command.upgrade(config, "head")
+            if connection.dialect.name == "sqlite":
+                # The application's connection got its foreign keys back.
+                assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        engine.dispose()
 
-    assert f"engine: {ERROR}" in result.stdout
-    assert f"connection: {ERROR}" in result.stdout
-    assert_no_password(result)
+    printed = capsys.readouterr()
+    assert_no_password(printed.out, printed.err, caplog.text)
     assert snapshot(service.database_url) == before
-    if service.database_url.startswith("sqlite"):
-        # The application's connection got its foreign keys back.
-        assert "foreign keys: 1" in result.stdout

@@ -1,0 +1,311 @@
+"""A rendered project, and the ways a user works in it.
+
+:class:`Renderer` renders the template with the real Copier once per answer
+set and hands each test its own copy of the tree (a copy takes milliseconds, a
+render a fraction of a second, a subprocess half a second).
+
+:class:`Project` is one such copy: its files, its database, and its commands,
+run two ways:
+
+- as a user types them (``project.alembic(...)``, ``project.db(...)``,
+  ``project.run(...)``): real subprocesses in the project folder, for the
+  tests whose subject is the command line, its output or its exit status;
+- in this process (``project.command("upgrade", "head")``): Alembic's command
+  API on the project's own ``alembic.ini``, so the same ``env.py``, models and
+  guards run, without half a second of Python start-up per command.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import io
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import alembic.command
+import sqlalchemy as sa
+from alembic.config import Config
+
+DEFAULT_ANSWERS = {"program_name": "shop", "author_name": "Ada Lovelace"}
+
+
+def clean_environ(home: Path) -> dict[str, str]:
+    """The environment of a user with an empty home and no database URL set."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.endswith("_DATABASE_URL") and not key.startswith(("XDG_", "VIRTUAL_ENV"))
+    }
+    env.update(HOME=str(home), XDG_DATA_HOME=str(home / ".local" / "share"))
+    # Edits of models.py within one second keep their size ("String(100)" ->
+    # "String(250)"): a cached .pyc would then hide the edit.
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+def revision_id(path: Path) -> str:
+    """The revision identifier written in a revision file."""
+    match = re.search(r"^revision: str = '([0-9a-f]+)'", path.read_text(), re.MULTILINE)
+    assert match, f"no revision id in {path}"
+    return match.group(1)
+
+
+class Output(NamedTuple):
+    """What an in-process Alembic command printed, and what it logged."""
+
+    stdout: str
+    log: str
+
+
+@dataclass
+class Project:
+    """A rendered project, its database, and its user's commands."""
+
+    path: Path
+    program_name: str
+    env: dict[str, str]
+    python: str = sys.executable
+
+    # -- where things are --------------------------------------------------------------
+
+    @property
+    def url_env(self) -> str:
+        return f"{self.program_name.upper()}_DATABASE_URL"
+
+    @property
+    def database_url(self) -> str:
+        return self.env[self.url_env]
+
+    @property
+    def package(self) -> Path:
+        return self.path / self.program_name
+
+    @property
+    def models(self) -> Path:
+        return self.package / "models.py"
+
+    @property
+    def env_py(self) -> Path:
+        return self.package / "migrations" / "env.py"
+
+    def versions(self) -> list[Path]:
+        return sorted((self.package / "migrations" / "versions").glob("*.py"))
+
+    def with_database(self, url: str) -> Project:
+        """The same project, pointed at another database."""
+        return dataclasses.replace(self, env={**self.env, self.url_env: url})
+
+    # -- a user's edits ------------------------------------------------------------------
+
+    def add_to_models(self, code: str) -> None:
+        """Append model code to models.py, as a user editing it would."""
+        self.models.write_text(self.models.read_text() + "\n\n" + code.strip() + "\n")
+
+    def replace_in_models(self, old: str, new: str) -> None:
+        text = self.models.read_text()
+        assert old in text, f"{old!r} not in models.py"
+        self.models.write_text(text.replace(old, new))
+
+    def write_revision(
+        self,
+        revision: str,
+        down_revision: str | None,
+        upgrade: str,
+        downgrade: str = "pass",
+        *,
+        imports: str = "",
+    ) -> Path:
+        """Write a revision file by hand, as a user does for a data migration."""
+
+        def block(code: str) -> str:
+            return textwrap.indent(textwrap.dedent(code).strip(), "    ")
+
+        text = "\n".join(
+            [
+                f'"""Hand-written revision {revision}."""',
+                "import sqlalchemy as sa",
+                "from alembic import op",
+                textwrap.dedent(imports).strip(),
+                "",
+                f"revision = {revision!r}",
+                f"down_revision = {down_revision!r}",
+                "branch_labels = None",
+                "depends_on = None",
+                "",
+                "",
+                "def upgrade() -> None:",
+                block(upgrade),
+                "",
+                "",
+                "def downgrade() -> None:",
+                block(downgrade),
+                "",
+            ]
+        )
+        path = self.package / "migrations" / "versions" / f"{revision}_handwritten.py"
+        path.write_text(text)
+        return path
+
+    # -- commands as a user types them ------------------------------------------------
+
+    def run(
+        self, *args: str, check: bool = True, cwd: Path | None = None, **env: str
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a command in the project (``cwd`` elsewhere to test that)."""
+        result = subprocess.run(
+            args,
+            cwd=cwd or self.path,
+            env={**self.env, **env},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"{' '.join(args)} exited {result.returncode}\n"
+                f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+            )
+        return result
+
+    def alembic(self, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        """``alembic ARGS``, from the project root unless ``cwd`` says otherwise."""
+        return self.run(self.python, "-m", "alembic", *args, **kwargs)
+
+    def db(self, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        """``python -m <package> db ARGS``."""
+        return self.run(self.python, "-m", self.program_name, "db", *args, **kwargs)
+
+    def git(self, *args: str) -> str:
+        return self.run("git", *args).stdout
+
+    # -- the same commands in this process ------------------------------------------
+
+    @contextmanager
+    def imported(self) -> Iterator[None]:
+        """This process as a command run in the project sees it: its environment, its package.
+
+        The package is imported afresh each time (models.py may have changed),
+        and forgotten afterwards, with the environment and ``sys.path``
+        (``prepend_sys_path``) restored.
+        """
+        saved_environ, saved_path = dict(os.environ), list(sys.path)
+        os.environ.clear()
+        os.environ.update(self.env)
+        sys.path.insert(0, str(self.path))  # as `pip install -e .` or `python -m` in the project
+        self._forget_package()
+        importlib.invalidate_caches()
+        try:
+            yield
+        finally:
+            self._forget_package()
+            sys.path[:] = saved_path
+            os.environ.clear()
+            os.environ.update(saved_environ)
+
+    def _forget_package(self) -> None:
+        name = self.program_name
+        for module in [m for m in sys.modules if m == name or m.startswith(f"{name}.")]:
+            del sys.modules[module]
+
+    def command(self, name: str, *args: Any, **kwargs: Any) -> Output:
+        """Run ``alembic.command.<name>`` on the project's alembic.ini, as ``alembic`` would.
+
+        Returns what the command printed, and what Alembic logged (INFO and up).
+        """
+        stdout, log = io.StringIO(), io.StringIO()
+        config = Config(str(self.path / "alembic.ini"), output_buffer=stdout, stdout=stdout)
+        config.attributes["configure_logger"] = False  # pytest owns this process's logging
+        handler = logging.StreamHandler(log)
+        handler.setFormatter(logging.Formatter("%(levelname)-5.5s [%(name)s] %(message)s"))
+        logger = logging.getLogger("alembic")
+        saved_level = logger.level
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        try:
+            with self.imported():
+                getattr(alembic.command, name)(config, *args, **kwargs)
+        finally:
+            logger.removeHandler(handler)
+            logger.setLevel(saved_level)
+        return Output(stdout.getvalue(), log.getvalue())
+
+    def autogenerate(self, message: str) -> Path:
+        """``alembic revision --autogenerate -m MESSAGE``; return the file it wrote."""
+        before = set(self.versions())
+        self.command("revision", message=message, autogenerate=True)
+        (written,) = set(self.versions()) - before
+        return written
+
+    # -- what is in its database -------------------------------------------------------
+
+    def engine(self) -> sa.Engine:
+        return sa.create_engine(self.database_url, poolclass=sa.NullPool)
+
+    def tables(self) -> set[str]:
+        engine = self.engine()
+        try:
+            return set(sa.inspect(engine).get_table_names())
+        finally:
+            engine.dispose()
+
+    def columns(self, table: str) -> set[str]:
+        engine = self.engine()
+        try:
+            return {column["name"] for column in sa.inspect(engine).get_columns(table)}
+        finally:
+            engine.dispose()
+
+    def version_rows(self) -> list[str]:
+        engine = self.engine()
+        try:
+            with engine.connect() as connection:
+                if not sa.inspect(connection).has_table("alembic_version"):
+                    return []
+                query = sa.text("SELECT version_num FROM alembic_version")
+                return sorted(connection.execute(query).scalars())
+        finally:
+            engine.dispose()
+
+
+class Renderer:
+    """Renders the template with the real Copier once per answer set; copies per test."""
+
+    def __init__(self, template: Path, cache: Path) -> None:
+        self.template = template
+        self.cache = cache
+        self._rendered: dict[tuple[tuple[str, str], ...], Path] = {}
+
+    def rendered(self, **answers: str) -> Path:
+        """The project rendered with ``answers`` (over DEFAULT_ANSWERS): do not edit it."""
+        from copier import run_copy
+
+        data = {**DEFAULT_ANSWERS, **answers}
+        key = tuple(sorted(data.items()))
+        if key not in self._rendered:
+            destination = self.cache / f"answers-{len(self._rendered)}" / data["program_name"]
+            run_copy(str(self.template), destination, data=data, defaults=True, quiet=True)
+            self._rendered[key] = destination
+        return self._rendered[key]
+
+    def new(self, root: Path, database_url: str | None = None, **answers: str) -> Project:
+        """A fresh copy of the rendered project in ``root``, with its own SQLite file and home.
+
+        ``database_url`` points it at another database.
+        """
+        source = self.rendered(**answers)
+        path = root / source.name
+        shutil.copytree(source, path)
+        env = clean_environ(root / "home")
+        env[f"{source.name.upper()}_DATABASE_URL"] = database_url or f"sqlite:///{root / 'db.sqlite'}"
+        return Project(path=path, program_name=source.name, env=env)
