@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, Render
+from conftest import NewProject
+from harness import ROOT
 from pytest_copier import CopierFixture
 
 EXPECTED_FILES = {
@@ -64,9 +65,9 @@ def rendered_files(root: Path) -> set[str]:
     ids=["defaults", "custom"],
 )
 def test_copy_renders_every_file_and_leaves_no_placeholder(
-    render: Render, answers: dict[str, str]
+    new_project: NewProject, answers: dict[str, str]
 ) -> None:
-    service = render(**answers)
+    service = new_project(**answers)
     pkg = service.program_name
 
     expected = {name.format(pkg=pkg) for name in EXPECTED_FILES}
@@ -80,8 +81,8 @@ def test_copy_renders_every_file_and_leaves_no_placeholder(
         assert not found, f"{name} still contains {found}"
 
 
-def test_copy_records_the_answers_and_uses_them(render: Render) -> None:
-    service = render(
+def test_copy_records_the_answers_and_uses_them(new_project: NewProject) -> None:
+    service = new_project(
         program_name="billing_core",
         project_name="acme-billing",
         author_email="grace@example.org",
@@ -103,15 +104,15 @@ def test_copy_records_the_answers_and_uses_them(render: Render) -> None:
     assert "postgresql+psycopg://" in (service.path / "README.md").read_text()
 
 
-def test_sqlite_choice_keeps_the_postgresql_driver_optional(render: Render) -> None:
-    pyproject = (render().path / "pyproject.toml").read_text()
+def test_sqlite_choice_keeps_the_postgresql_driver_optional(new_project: NewProject) -> None:
+    pyproject = (new_project().path / "pyproject.toml").read_text()
     dependencies, extras = pyproject.split("[project.optional-dependencies]")
     assert "psycopg" not in dependencies
     assert 'postgresql = ["psycopg[binary]' in extras
 
 
-def test_non_jinja_files_are_copied_byte_for_byte(render: Render) -> None:
-    service = render()
+def test_non_jinja_files_are_copied_byte_for_byte(new_project: NewProject) -> None:
+    service = new_project()
     source = ROOT / "template" / "<< program_name >>" / "migrations" / "script.py.mako"
     rendered = service.package / "migrations" / "script.py.mako"
     assert rendered.read_bytes() == source.read_bytes()

@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 import sqlalchemy as sa
-from conftest import ROOT, clean_environ
+from harness import ROOT
+from harness.project import clean_environ
 
 
 def test_demo_renders_and_migrates_the_default_sqlite_database(tmp_path: Path) -> None:

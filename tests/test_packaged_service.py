@@ -10,24 +10,16 @@ an empty directory.
 from __future__ import annotations
 
 import dataclasses
-import os
 import subprocess
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
-from conftest import (
-    AWKWARD_PASSWORD,
-    Render,
-    Service,
-    clean_environ,
-    make_venv,
-    revision_id,
-    uv_binary,
-)
-from postgres_cluster import free_port
+from harness.database import assert_no_password
+from harness.postgres import free_port
+from harness.project import Project, Renderer, clean_environ, revision_id
+from harness.venv import make_venv, uv
 
 PROGRAM = "order_desk"
 SCRIPT = "order-desk"  # project_name's default: the console script's name
@@ -42,12 +34,15 @@ class Customer(Base):
     email: Mapped[str] = mapped_column(String(200), unique=True)
 '''
 
+# One worker builds this module's environment and runs its tests (pytest-xdist).
+pytestmark = pytest.mark.xdist_group("packaged_service")
+
 
 @dataclass
 class Built:
     """A rendered project with two revisions, its wheel, and the wheel installed."""
 
-    source: Service
+    source: Project
     revisions: list[str]  # oldest first
     wheel: Path
     venv: Path
@@ -56,7 +51,7 @@ class Built:
     def python(self) -> Path:
         return self.venv / "bin" / "python"
 
-    def user(self, home: Path, database_url: str) -> Service:
+    def user(self, home: Path, database_url: str) -> Project:
         """The installed service as run by a user with an empty home and working directory."""
         env = clean_environ(home)
         env.pop("PYTHONPATH", None)
@@ -67,29 +62,24 @@ class Built:
 
 
 @pytest.fixture(scope="module")
-def built(render_shared: Render, tmp_path_factory: pytest.TempPathFactory) -> Built:
+def built(renderer: Renderer, tmp_path_factory: pytest.TempPathFactory) -> Built:
     # database=postgresql: the wheel then depends on the PostgreSQL driver.
-    source = render_shared(program_name=PROGRAM, database="postgresql")
+    source = renderer.new(
+        tmp_path_factory.mktemp("source"), program_name=PROGRAM, database="postgresql"
+    )
     first = source.autogenerate("create item table")
-    source.alembic("upgrade", "head")
+    source.command("upgrade", "head")
     source.add_to_models(CUSTOMER_MODEL)
     second = source.autogenerate("add customer table")
     out = tmp_path_factory.mktemp("dist")
-    build = subprocess.run(
-        [uv_binary(), "build", "--wheel", "--out-dir", str(out), str(source.path)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"},
-    )
-    assert build.returncode == 0, build.stdout + build.stderr
+    uv("build", "--wheel", "--out-dir", str(out), str(source.path))
     (wheel,) = out.glob("*.whl")
     venv = tmp_path_factory.mktemp("installed") / "venv"
     make_venv(venv, str(wheel))
     return Built(source, [revision_id(first), revision_id(second)], wheel, venv)
 
 
-def run_db(user: Service, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def run_db(user: Project, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return user.run(user.python, "-m", PROGRAM, "db", *args, check=check)
 
 
@@ -100,7 +90,8 @@ def test_the_wheel_ships_the_migrations_and_every_revision(built: Built) -> None
     revisions = {f"{migrations}/versions/{path.name}" for path in built.source.versions()}
     assert len(revisions) == 2
     assert revisions <= names
-    assert {f"{PROGRAM}/db.py", f"{PROGRAM}/migrate.py", f"{PROGRAM}/py.typed"} <= names
+    package = {"db.py", "migrate.py", "migration_guards.py", "models.py", "py.typed"}
+    assert {f"{PROGRAM}/{name}" for name in package} <= names
     # Developer files stay out of the package.
     assert not {name for name in names if "alembic.ini" in name or name.startswith("tests/")}
     assert not {name for name in names if "__pycache__" in name}
@@ -108,10 +99,10 @@ def test_the_wheel_ships_the_migrations_and_every_revision(built: Built) -> None
 
 def test_the_installed_package_runs_from_site_packages(built: Built, tmp_path: Path) -> None:
     user = built.user(tmp_path, f"sqlite:///{tmp_path / 'app.db'}")
-    where = user.run(user.python, "-c", f"import {PROGRAM}; print({PROGRAM}.__file__)")
+    # The database answer made the PostgreSQL driver a dependency: psycopg imports.
+    code = f"import psycopg, {PROGRAM}; print({PROGRAM}.__file__)"
+    where = user.run(user.python, "-c", code)
     assert Path(where.stdout.strip()).is_relative_to(built.venv)
-    # The database answer made the PostgreSQL driver a dependency.
-    user.run(user.python, "-c", "import psycopg")
 
 
 def test_db_upgrade_head_from_an_empty_directory(
@@ -127,9 +118,7 @@ def test_db_upgrade_head_from_an_empty_directory(
     current = run_db(user, "current")
     assert f"{built.revisions[-1]} (head)" in current.stdout
     assert list(user.path.iterdir()) == []  # nothing read from or written to the cwd
-    output = upgrade.stdout + upgrade.stderr + current.stdout + current.stderr
-    assert AWKWARD_PASSWORD not in output
-    assert quote(AWKWARD_PASSWORD, safe="") not in output
+    assert_no_password(upgrade, current)
 
 
 def test_history_check_and_downgrade_from_an_empty_directory(built: Built, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The throwaway PostgreSQL server of tests/postgres_cluster.py really works."""
+"""The throwaway PostgreSQL server of tests/harness/postgres.py really works."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from conftest import AWKWARD_PASSWORD, require_postgres_binaries
-from migration_helpers import query
-from postgres_cluster import PostgresCluster
+from conftest import require_postgres_binaries
+from harness.database import AWKWARD_PASSWORD, query
+from harness.postgres import PostgresCluster
 
 pytestmark = pytest.mark.postgres
 

@@ -4,6 +4,8 @@ The project is installed as its README says (``pip install -e '.[test]'``)
 into a fresh virtual environment, with pytest 9.2.0: the version whose
 collection pytest-alembic 0.13.1 crashes when ``tests/conftest.py`` exists,
 unless its tests are imported explicitly (as the rendered project does).
+Every step of the rendered CI workflow then runs here, against this suite's
+PostgreSQL server standing in for the workflow's service container.
 """
 
 from __future__ import annotations
@@ -15,13 +17,16 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
 import yaml
-from conftest import AWKWARD_PASSWORD, ROOT, Render, Service, make_venv, revision_id
-from postgres_cluster import PostgresCluster
+from conftest import NewProject
+from harness import ROOT
+from harness.database import assert_no_password
+from harness.postgres import PostgresCluster
+from harness.project import Project, Renderer, revision_id
+from harness.venv import make_venv
 
 PROGRAM = "ledger"
 
@@ -53,14 +58,17 @@ class Invoice(Base):
     ),
 }
 
-
-@pytest.fixture(scope="module")
-def rendered(render_shared: Render) -> Service:
-    return render_shared(program_name=PROGRAM)
+# The tests using the installed project run on one xdist worker: one environment.
+uses_the_venv = pytest.mark.xdist_group("rendered_project_venv")
 
 
 @pytest.fixture(scope="module")
-def venv(rendered: Service, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def rendered(renderer: Renderer, tmp_path_factory: pytest.TempPathFactory) -> Project:
+    return renderer.new(tmp_path_factory.mktemp("rendered"), program_name=PROGRAM)
+
+
+@pytest.fixture(scope="module")
+def venv(rendered: Project, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One environment for the module: the project installed with its test extra."""
     path = tmp_path_factory.mktemp("venv") / "venv"
     make_venv(path, "-e", f"{rendered.path}[test,postgresql]", "pytest==9.2.0")
@@ -68,31 +76,27 @@ def venv(rendered: Service, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def project(rendered: Service, venv: Path) -> Service:
+def project(rendered: Project, venv: Path) -> Project:
     """The project, installed in ``venv``, after the README's first-migration step."""
     service = dataclasses.replace(rendered, python=str(venv / "bin" / "python"))
-    service.alembic("revision", "--autogenerate", "-m", "create initial tables")
-    service.alembic("upgrade", "head")
+    service.autogenerate("create initial tables")
+    service.command("upgrade", "head")
     return service
 
 
-@pytest.fixture(scope="module")
-def other_project(render_shared: Render, venv: Path) -> Service:
-    """Other answers (PostgreSQL, newest Python), after a first revision via the CLI."""
-    service = dataclasses.replace(
-        render_shared(program_name="billing_core", database="postgresql", python_version="3.13"),
-        python=str(venv / "bin" / "python"),
-    )
-    service.run(
-        service.python,
-        *("-m", "billing_core", "db", "revision", "--autogenerate", "-m", "create item"),
-        PYTHONPATH=str(service.path),
-    )
+OTHER_ANSWERS = {"program_name": "billing_core", "database": "postgresql", "python_version": "3.13"}
+
+
+@pytest.fixture
+def other_project(new_project: NewProject) -> Project:
+    """Other answers (PostgreSQL, newest Python), after a first revision; this environment."""
+    service = new_project(**OTHER_ANSWERS)
+    service.autogenerate("create item")
     return service
 
 
 def own_tests(
-    service: Service, *args: str, python: str | None = None, **env: str
+    service: Project, *args: str, python: str | None = None, **env: str
 ) -> subprocess.CompletedProcess[str]:
     """Run the project's own test suite, as its README says: ``pytest``."""
     return service.run(
@@ -101,34 +105,34 @@ def own_tests(
     )  # fmt: skip
 
 
-def assert_all_passed(result: subprocess.CompletedProcess[str]) -> None:
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output
+def assert_all_passed(result: subprocess.CompletedProcess[str] | str) -> None:
+    """Every test passed, the four migration tests among them (``-v`` output)."""
+    if isinstance(result, str):
+        output = result
+    else:
+        output = result.stdout + result.stderr
+        assert result.returncode == 0, output
+    assert "FAILED" not in output and "ERROR" not in output, output
     for test in MIGRATION_TESTS:
         assert f"{test} PASSED" in output
     assert re.search(r"=+ \d+ passed in ", output), output
 
 
-def test_own_suite_passes_after_the_first_revision_on_pytest_9_2(project: Service) -> None:
-    assert (project.path / "tests" / "conftest.py").is_file()  # the crash's condition
-    result = own_tests(project)
-    assert "pytest-9.2.0" in result.stdout
-    assert_all_passed(result)
-
-
-def test_own_suite_passes_on_the_pytest_of_this_repository(project: Service) -> None:
+def test_own_suite_passes_on_the_pytest_of_this_repository(new_project: NewProject) -> None:
     # The other side of the pytest 9.2 boundary (this repository pins pytest<9.2).
+    project = new_project(program_name=PROGRAM)
+    project.autogenerate("create initial tables")
     result = own_tests(project, python=sys.executable, PYTHONPATH=str(project.path))
     assert f"pytest-{pytest.__version__}" in result.stdout
     assert_all_passed(result)
 
 
+@uses_the_venv
 @pytest.mark.postgres
-def test_own_suite_passes_on_postgresql(project: Service, pg_url: str) -> None:
+def test_own_suite_passes_on_postgresql(project: Project, pg_url: str) -> None:
     result = own_tests(project, **{f"{PROGRAM.upper()}_TEST_DATABASE_URL": pg_url})
     assert_all_passed(result)
-    assert AWKWARD_PASSWORD not in result.stdout + result.stderr
-    assert quote(AWKWARD_PASSWORD, safe="") not in result.stdout + result.stderr
+    assert_no_password(result)
     engine = sa.create_engine(pg_url, poolclass=sa.NullPool)
     try:
         assert sa.inspect(engine).get_table_names() == []  # the suite wiped its database
@@ -136,9 +140,10 @@ def test_own_suite_passes_on_postgresql(project: Service, pg_url: str) -> None:
         engine.dispose()
 
 
+@uses_the_venv
 @pytest.mark.parametrize("edit", UNMIGRATED_EDITS)
 def test_own_suite_fails_with_the_autogenerate_hint_when_a_model_changes_without_a_revision(
-    project: Service, edit: str
+    project: Project, edit: str
 ) -> None:
     old, new, shown = UNMIGRATED_EDITS[edit]
     original = project.models.read_text()
@@ -181,9 +186,10 @@ class Review(Base):
 """
 
 
+@uses_the_venv
 @pytest.mark.postgres
 def test_a_postgresql_enum_downgrade_is_caught_and_fixed_as_the_readme_says(
-    project: Service, pg_url: str
+    project: Project, pg_url: str
 ) -> None:
     """Autogenerate forgets DROP TYPE in downgrades: the suite says so, and cleans up."""
     original = project.models.read_text()
@@ -218,21 +224,24 @@ def test_a_postgresql_enum_downgrade_is_caught_and_fixed_as_the_readme_says(
         engine.dispose()
 
 
-@pytest.fixture(params=["project", "other_project"])
-def any_project(request: pytest.FixtureRequest) -> Service:
-    service: Service = request.getfixturevalue(request.param)
-    return service
-
-
-def test_ruff_and_mypy_pass_out_of_the_box(any_project: Service) -> None:
-    service = any_project
+def assert_lint_and_types_pass(outputs: dict[str, str], service: Project) -> None:
+    """ruff and strict mypy passed, on every module of the package, its revisions and tests."""
+    assert "All checks passed!" in outputs["ruff check ."]
+    assert "already formatted" in outputs["ruff format --check ."]
     assert service.versions(), "a first revision belongs to the checked code"
-    service.run(service.python, "-m", "ruff", "check", ".")
-    service.run(service.python, "-m", "ruff", "format", "--check", ".")
-    mypy = service.run(service.python, "-m", "mypy", PYTHONPATH=str(service.path))
     checked = [*service.package.rglob("*.py"), *(service.path / "tests").glob("*.py")]
-    # strict mode, on every module of the package, its revisions and its tests
-    assert f"Success: no issues found in {len(checked)} source files" in mypy.stdout
+    assert f"Success: no issues found in {len(checked)} source files" in outputs["mypy"]
+
+
+def test_ruff_and_mypy_pass_out_of_the_box_for_other_answers(other_project: Project) -> None:
+    """(With the default answers, the CI workflow test below runs them.)"""
+    service = other_project
+    outputs = {}
+    for command in ("ruff check .", "ruff format --check .", "mypy"):
+        result = service.run(service.python, "-m", *command.split(), PYTHONPATH=str(service.path))
+        outputs[command] = result.stdout
+    assert 'python_version = "3.13"' in (service.path / "pyproject.toml").read_text()
+    assert_lint_and_types_pass(outputs, service)
 
 
 # -- the rendered GitHub Actions workflow ----------------------------------------------
@@ -241,7 +250,7 @@ EXPRESSION = re.compile(r"\$\{\{.*?\}\}")
 TEMPLATE_WORKFLOW = ROOT / "template" / ".github" / "workflows" / "ci.yml.jinja"
 
 
-def workflow(service: Service) -> tuple[str, dict[str, Any]]:
+def workflow(service: Project) -> tuple[str, dict[str, Any]]:
     text = (service.path / ".github" / "workflows" / "ci.yml").read_text()
     return text, yaml.safe_load(text)
 
@@ -250,8 +259,13 @@ def steps(data: dict[str, Any]) -> list[dict[str, Any]]:
     return [step for job in data["jobs"].values() for step in job["steps"]]
 
 
-def test_the_workflow_keeps_its_expressions_and_runs_every_check(any_project: Service) -> None:
-    service = any_project
+@pytest.mark.parametrize(
+    "answers", [{"program_name": PROGRAM}, OTHER_ANSWERS], ids=["default", "other"]
+)
+def test_the_workflow_keeps_its_expressions_and_runs_every_check(
+    new_project: NewProject, answers: dict[str, str]
+) -> None:
+    service = new_project(**answers)
     text, data = workflow(service)
     expressions = EXPRESSION.findall(text)
     assert set(expressions) == set(EXPRESSION.findall(TEMPLATE_WORKFLOW.read_text()))
@@ -288,11 +302,16 @@ def test_the_workflow_keeps_its_expressions_and_runs_every_check(any_project: Se
         assert url.password is None  # nothing secret in a workflow log
 
 
+@uses_the_venv
 @pytest.mark.postgres
 def test_the_workflow_steps_pass_against_a_postgresql_server(
-    project: Service, pg_cluster: PostgresCluster
+    project: Project, pg_cluster: PostgresCluster
 ) -> None:
-    """Run every step of the workflow here, the service container being our server."""
+    """Run every step of the workflow here, the service container being our server.
+
+    Lint, types, the project's own suite on SQLite (on pytest 9.2.0) and on
+    PostgreSQL, then the migration of a real server to head.
+    """
     _, data = workflow(project)
     (job,) = data["jobs"].values()
     service_db = job["services"]["postgres"]["env"]["POSTGRES_DB"]
@@ -310,8 +329,9 @@ def test_the_workflow_steps_pass_against_a_postgresql_server(
     bin_dirs = [str(Path(project.python).parent), str(pg_cluster.bindir)]
     env = {key: value for key, value in project.env.items() if not key.endswith("_DATABASE_URL")}
     env["PATH"] = os.pathsep.join([*bin_dirs, env.get("PATH", "")])
+    env["PYTEST_ADDOPTS"] = "-v -p no:cacheprovider"  # each test's outcome, in the output
     pg_cluster.create_database(service_db, owner="postgres")  # the container's POSTGRES_DB
-    outputs = []
+    outputs: dict[str, str] = {}
     try:
         for step in job["steps"]:
             if "run" not in step:
@@ -328,9 +348,14 @@ def test_the_workflow_steps_pass_against_a_postgresql_server(
             )
             output = result.stdout + result.stderr
             assert result.returncode == 0, f"step {step.get('name')!r} failed:\n{output}"
-            outputs.append(output)
+            outputs[step["run"].strip()] = output
+            outputs[step["name"]] = output
+        assert_lint_and_types_pass(outputs, project)
+        for suite in ("Test on SQLite", "Test on PostgreSQL"):
+            assert "pytest-9.2.0" in outputs[suite]
+            assert_all_passed(outputs[suite])
         head = revision_id(project.versions()[-1])
-        assert f"{head} (head)" in outputs[-1]
+        assert f"{head} (head)" in outputs["Migrate PostgreSQL to head and check the models match"]
         url = f"postgresql+psycopg://postgres@127.0.0.1:{pg_cluster.port}/{service_db}"
         engine = sa.create_engine(url, poolclass=sa.NullPool)
         try:

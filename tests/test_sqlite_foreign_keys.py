@@ -4,22 +4,27 @@ The story: a library service has authors and their books (``ON DELETE
 CASCADE``); the application writes rows through its own engine, which turns
 SQLite foreign keys on.  Changing a column type of ``author`` makes Alembic
 rebuild the table (copy, ``DROP TABLE author``, rename): with foreign keys on,
-that drop would silently delete every book.  The migrations run with them
-off, then ``PRAGMA foreign_key_check`` fails any migration that left orphans.
-Each upgrade runs three ways: the ``alembic`` command, and from Python with
-the application's Engine or Connection handed over.
+that drop would silently delete every book (the control test shows it does,
+without the guard).  The migrations run with them off, then ``PRAGMA
+foreign_key_check`` fails any migration that left orphans.  Each upgrade runs
+three ways: Alembic's upgrade command, and from Python with the application's
+Engine or Connection handed over.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import re
 import shutil
-import sqlite3
 from pathlib import Path
+from types import ModuleType
 
 import pytest
-from conftest import Render, Service
-from migration_helpers import query, snapshot, write_revision
+from alembic import command
+from alembic.util import CommandError
+from harness.database import query, snapshot
+from harness.project import Project, Renderer
 
 MODELS = """
 from sqlalchemy import ForeignKey
@@ -40,86 +45,71 @@ class Book(Base):
     title: Mapped[str] = mapped_column(String(100))
 """
 
-# The application adds rows through the rendered create_db_engine().
-ADD_ROWS = """
-from {pkg}.db import create_db_engine, make_sessionmaker
-from {pkg}.models import Author, Book
-
-engine = create_db_engine()
-with engine.connect() as connection:
-    assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
-with make_sessionmaker(engine).begin() as session:
-    for a in range(1, 4):
-        session.add(Author(id=a, name=f"author {{a}}"))
-        session.flush()
-        session.add_all(Book(author_id=a, title=f"book {{a}}.{{b}}") for b in (1, 2))
-"""
-
-# Upgrade with the application's engine handed over (README, "Migrating from Python").
-UPGRADE_FROM_APP = """
-import sys
-from alembic import command
-from alembic.util import CommandError
-from {pkg} import migrate
-from {pkg}.db import create_db_engine
-
-engine = create_db_engine()  # foreign keys on, like the application's
-
-
-def foreign_keys(connection):
-    return connection.exec_driver_sql("PRAGMA foreign_keys").scalar()
-
-
-config = migrate.alembic_config()
-try:
-    if sys.argv[1] == "engine":
-        config.attributes["connection"] = engine
-        command.upgrade(config, "head")
-    elif sys.argv[1] == "connection":
-        with engine.connect() as connection:
-            config.attributes["connection"] = connection
-            try:
-                command.upgrade(config, "head")
-            finally:
-                print("foreign keys after:", foreign_keys(connection))
-    else:  # Alembic's cookbook: "with engine.begin() as connection"
-        with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.upgrade(config, "head")
-except CommandError as error:
-    print(f"FAILED: {{error}}")
-    sys.exit(1)
-"""
-
 HOW = ["alembic", "engine", "connection"]
 
 
-def upgrade(service: Service, how: str, check: bool = True) -> str:
-    """Upgrade to head the way ``how`` says; return the output."""
+def package(project: Project, module: str) -> ModuleType:
+    """``<package>.<module>``, imported inside ``project.imported()``."""
+    return importlib.import_module(f"{project.program_name}.{module}")
+
+
+def add_rows(project: Project) -> None:
+    """The application adds 3 authors and 6 books through the rendered create_db_engine()."""
+    with project.imported():
+        db, models = package(project, "db"), package(project, "models")
+        engine = db.create_db_engine()
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        with db.make_sessionmaker(engine).begin() as session:
+            for a in range(1, 4):
+                session.add(models.Author(id=a, name=f"author {a}"))
+                session.flush()
+                session.add_all(models.Book(author_id=a, title=f"book {a}.{b}") for b in (1, 2))
+        engine.dispose()
+
+
+def upgrade(project: Project, how: str) -> None:
+    """Upgrade to head the way ``how`` says (README, "Migrating from Python")."""
     if how == "alembic":
-        result = service.alembic("upgrade", "head", check=check)
-    else:
-        script = UPGRADE_FROM_APP.format(pkg=service.program_name)
-        result = service.run(service.python, "-c", script, how, check=check)
-        if how == "connection":
-            # The application's connection got its foreign keys back.
-            assert "foreign keys after: 1" in result.stdout
-    return f"exit {result.returncode}\n{result.stdout}{result.stderr}"
+        project.command("upgrade", "head")
+        return
+    with project.imported():
+        config = package(project, "migrate").alembic_config()
+        engine = package(project, "db").create_db_engine()  # foreign keys on, like the app's
+        try:
+            if how == "engine":
+                config.attributes["connection"] = engine
+                command.upgrade(config, "head")
+            elif how == "connection":
+                with engine.connect() as connection:
+                    config.attributes["connection"] = connection
+                    try:
+                        command.upgrade(config, "head")
+                    finally:
+                        # The application's connection got its foreign keys back.
+                        foreign_keys = connection.exec_driver_sql("PRAGMA foreign_keys")
+                        assert foreign_keys.scalar() == 1
+            else:  # Alembic's cookbook: "with engine.begin() as connection"
+                with engine.begin() as connection:
+                    config.attributes["connection"] = connection
+                    command.upgrade(config, "head")
+        finally:
+            engine.dispose()
 
 
 @pytest.fixture(scope="module")
-def library_original(render_shared: Render) -> Service:
+def library_original(renderer: Renderer, tmp_path_factory: pytest.TempPathFactory) -> Project:
     """Authors and books, migrated, with 3 authors and 6 books added by the app."""
-    service = render_shared(program_name="library")
+    service = renderer.new(tmp_path_factory.mktemp("library"), program_name="library")
     service.add_to_models(MODELS)
     service.autogenerate("authors and books")
-    service.alembic("upgrade", "head")
-    service.run(service.python, "-c", ADD_ROWS.format(pkg=service.program_name))
+    service.command("upgrade", "head")
+    add_rows(service)
     return service
 
 
 @pytest.fixture
-def library(library_original: Service, tmp_path: Path) -> Service:
+def library(library_original: Project, tmp_path: Path) -> Project:
     """A private copy of the library (project folder and database) for one test."""
     path = tmp_path / library_original.program_name
     shutil.copytree(library_original.path, path)
@@ -129,33 +119,16 @@ def library(library_original: Service, tmp_path: Path) -> Service:
     return dataclasses.replace(library_original, path=path, env=env)
 
 
-def books(service: Service) -> list[tuple[object, ...]]:
+def books(service: Project) -> list[tuple[object, ...]]:
     return query(service.database_url, "SELECT id, author_id, title FROM book ORDER BY id")
 
 
-def database_file(service: Service) -> Path:
+def database_file(service: Project) -> Path:
     return Path(service.database_url.removeprefix("sqlite:///"))
 
 
-def test_with_foreign_keys_on_a_rebuild_would_delete_the_books(
-    library: Service, tmp_path: Path
-) -> None:
-    """The trap is real: what a batch rebuild does, under the app's settings."""
-    assert len(books(library)) == 6
-    copy = tmp_path / "copy.sqlite"
-    shutil.copy(database_file(library), copy)
-    connection = sqlite3.connect(copy)
-    connection.execute("PRAGMA foreign_keys=ON")
-    connection.execute("DROP TABLE author")  # step 3 of Alembic's move-and-copy
-    connection.commit()
-    assert connection.execute("SELECT COUNT(*) FROM book").fetchone() == (0,)
-    connection.close()
-
-
-@pytest.mark.parametrize("how", HOW)
-def test_a_batch_rebuild_of_the_parent_keeps_every_child_row(library: Service, how: str) -> None:
-    before = books(library)
-    authors = query(library.database_url, "SELECT id, name FROM author ORDER BY id")
+def longer_author_names(library: Project) -> str:
+    """Widen author.name in the models and autogenerate; return the revision."""
     library.replace_in_models(
         "name: Mapped[str] = mapped_column(String(50))",
         "name: Mapped[str] = mapped_column(String(200))",
@@ -163,6 +136,29 @@ def test_a_batch_rebuild_of_the_parent_keeps_every_child_row(library: Service, h
     revision = library.autogenerate("longer author names").read_text()
     assert "batch_alter_table('author'" in revision
     assert "type_=sa.String(length=200)" in revision
+    return revision
+
+
+def test_without_the_guard_a_rebuild_deletes_the_books(library: Project) -> None:
+    """The control experiment: the trap is real, and sqlite_migration_mode() is what avoids it."""
+    assert len(books(library)) == 6
+    guarded = "with migration_lock(connection), sqlite_migration_mode(connection):"
+    env_py = library.env_py.read_text()
+    assert guarded in env_py
+    library.env_py.write_text(env_py.replace(guarded, "with migration_lock(connection):"))
+    longer_author_names(library)
+
+    upgrade(library, "alembic")
+
+    assert books(library) == []  # DROP TABLE author cascaded to every book
+    assert len(query(library.database_url, "SELECT id FROM author")) == 3
+
+
+@pytest.mark.parametrize("how", HOW)
+def test_a_batch_rebuild_of_the_parent_keeps_every_child_row(library: Project, how: str) -> None:
+    before = books(library)
+    authors = query(library.database_url, "SELECT id, name FROM author ORDER BY id")
+    longer_author_names(library)
 
     upgrade(library, how)
 
@@ -171,44 +167,51 @@ def test_a_batch_rebuild_of_the_parent_keeps_every_child_row(library: Service, h
     assert query(library.database_url, "PRAGMA foreign_key_check") == []
     (ddl,) = query(library.database_url, "SELECT sql FROM sqlite_master WHERE name = 'author'")
     assert "VARCHAR(200)" in str(ddl[0])  # the table really was rebuilt
-    if how == "alembic":
-        assert library.alembic("check").returncode == 0
+    assert "No new upgrade operations detected" in library.command("check").stdout
+
+
+ORPHANS = """
+op.create_table("shelf", sa.Column("id", sa.Integer, primary_key=True))
+# Foreign keys are off while migrating: nothing cascades to the books.
+op.execute("DELETE FROM author WHERE id = 1")
+"""
+ORPHANS_FAILED = "The migration left 2 row(s) violating foreign keys in table(s) book"
 
 
 @pytest.mark.parametrize("how", HOW)
-def test_a_migration_leaving_orphans_fails_and_rolls_back(library: Service, how: str) -> None:
+def test_a_migration_leaving_orphans_fails_and_rolls_back(library: Project, how: str) -> None:
     head = library.version_rows()
-    write_revision(
-        library,
-        "orphans",
-        head[0],
-        """
-        op.create_table("shelf", sa.Column("id", sa.Integer, primary_key=True))
-        # Foreign keys are off while migrating: nothing cascades to the books.
-        op.execute("DELETE FROM author WHERE id = 1")
-        """,
-    )
+    library.write_revision("orphans", head[0], ORPHANS)
     before = snapshot(library.database_url)
 
-    output = upgrade(library, how, check=False)
+    with pytest.raises(CommandError, match=re.escape(ORPHANS_FAILED)) as error:
+        upgrade(library, how)
 
-    assert not output.startswith("exit 0\n"), output
-    assert "FAILED: The migration left 2 row(s) violating foreign keys in table(s) book" in output
-    assert "rolled back" in output
-    assert "Traceback" not in output
+    assert "so it was rolled back" in str(error.value)
     assert snapshot(library.database_url) == before
     assert library.version_rows() == head
 
 
-def test_a_connection_inside_a_transaction_is_refused_with_the_remedy(library: Service) -> None:
+def test_the_command_line_reports_orphans_in_one_line(library: Project) -> None:
+    head = library.version_rows()
+    library.write_revision("orphans", head[0], ORPHANS)
+
+    result = library.alembic("upgrade", "head", check=False)
+
+    assert result.returncode != 0
+    assert f"FAILED: {ORPHANS_FAILED}" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+    assert library.version_rows() == head
+
+
+def test_a_connection_inside_a_transaction_is_refused_with_the_remedy(library: Project) -> None:
     """Foreign keys cannot be turned off inside it, nor restored after its commit."""
-    library.replace_in_models("String(50)", "String(200)")
-    library.autogenerate("longer author names")
+    longer_author_names(library)
     before = snapshot(library.database_url)
 
-    output = upgrade(library, "transaction", check=False)
+    with pytest.raises(CommandError) as error:
+        upgrade(library, "transaction")
 
-    assert not output.startswith("exit 0\n"), output
-    assert "FAILED: The SQLite connection given to the migrations has foreign keys on" in output
-    assert "call connection.commit() before handing it over" in output
+    assert "The SQLite connection given to the migrations has foreign keys on" in str(error.value)
+    assert "call connection.commit() before handing it over" in str(error.value)
     assert snapshot(library.database_url) == before

@@ -5,9 +5,13 @@ versions there with annotated tags (``v1.0.0``, ``v1.1.0``), as the real
 template does.  The session-wide ``copier_template`` of pytest-copier is only
 copied, never tagged: a tag there would leak into every other test.
 
-Projects are rendered and updated with the real ``copier`` command line, in a
-git repository, by a user with an empty home folder; migrations run with the
-real ``alembic`` command on a SQLite file.
+Projects are rendered and updated with the real Copier (its Python API; its
+command line where its messages are the subject), in a git repository, by a
+user with an empty home folder; migrations run through Alembic's command API
+on the project's alembic.ini, on a SQLite file.
+
+The last test updates a service rendered from the first release (0.1.0,
+commit 34e5ff9 of this repository) to the template as it is now.
 """
 
 from __future__ import annotations
@@ -21,10 +25,14 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
-from conftest import Service, clean_environ
+from copier import run_copy, run_update
+from harness import ROOT
+from harness.project import Project as Service
+from harness.project import clean_environ
 
 ANSWERS = ".copier-answers.yml"
 ENV_PY_TEMPLATE = "<< program_name >>/migrations/env.py.jinja"
@@ -119,8 +127,11 @@ class Project(Service):
     def copier(self, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
         return self.run(sys.executable, "-m", "copier", *args, cwd=cwd)
 
-    def update(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return self.copier("update", "--defaults", *args)
+    def update(self, conflict: str = "inline", **data: str) -> None:
+        """``copier update --defaults [--conflict=...] [--data KEY=VALUE ...]``."""
+        run_update(
+            self.path, data=data, defaults=True, overwrite=True, conflict=conflict, quiet=True
+        )
 
     def answers(self) -> dict[str, object]:
         return yaml.safe_load((self.path / ANSWERS).read_text())
@@ -169,28 +180,36 @@ def template_repo(copier_template: Path, tmp_path: Path) -> TemplateRepo:
 NewProject = Callable[..., Project]
 
 
+def copy_template(
+    template: TemplateRepo,
+    root: Path,
+    program_name: str,
+    vcs_ref: str | None = None,
+    git_init: bool = True,
+    **answers: str,
+) -> Project:
+    """``copier copy`` ``template`` (latest tag, or ``vcs_ref``) and commit the result."""
+    folder = root / f"{program_name}-{uuid.uuid4().hex[:8]}"
+    env = clean_environ(folder / "home")
+    env[f"{program_name.upper()}_DATABASE_URL"] = f"sqlite:///{folder / 'db.sqlite'}"
+    project = Project(path=folder / program_name, program_name=program_name, env=env)
+    data = {"program_name": program_name, "author_name": "Ada Lovelace", **answers}
+    folder.mkdir()
+    run_copy(
+        str(template.path), project.path, data=data, vcs_ref=vcs_ref, defaults=True, quiet=True
+    )
+    if git_init:
+        project.git("init", "-q")
+        project.commit("Render the copier-alembic template")
+    return project
+
+
 @pytest.fixture
 def new_project(template_repo: TemplateRepo, tmp_path: Path) -> NewProject:
-    """``copier copy`` the template (latest tag, or ``vcs_ref``) and commit the result."""
+    """``new_project(program_name, vcs_ref=None, git_init=True, **answers)``: see copy_template."""
 
-    def _new(
-        program_name: str, vcs_ref: str | None = None, git_init: bool = True, **answers: str
-    ) -> Project:
-        root = tmp_path / f"{program_name}-{uuid.uuid4().hex[:8]}"
-        env = clean_environ(root / "home")
-        env[f"{program_name.upper()}_DATABASE_URL"] = f"sqlite:///{root / 'db.sqlite'}"
-        project = Project(path=root / program_name, program_name=program_name, env=env)
-        data = {"program_name": program_name, "author_name": "Ada Lovelace", **answers}
-        args = ["copy", "--quiet", "--defaults"]
-        args += [f"--data={key}={value}" for key, value in data.items()]
-        if vcs_ref:
-            args.append(f"--vcs-ref={vcs_ref}")
-        root.mkdir()
-        project.copier(*args, str(template_repo.path), str(project.path), cwd=root)
-        if git_init:
-            project.git("init", "-q")
-            project.commit("Render the copier-alembic template")
-        return project
+    def _new(program_name: str, **kwargs: Any) -> Project:
+        return copy_template(template_repo, tmp_path, program_name, **kwargs)
 
     return _new
 
@@ -199,19 +218,20 @@ def user_adds_a_model_and_its_revision(project: Project) -> Path:
     """What a user does after the first copy: a model, its revision, applied."""
     project.add_to_models(NEW_MODEL)
     revision = project.autogenerate("add warehouse")
-    project.alembic("upgrade", "head")
+    project.command("upgrade", "head")
     assert "warehouse" in project.tables()
     return revision
 
 
 def assert_migrations_still_work(project: Project, fresh_database: bool = False) -> None:
     """The user's database (and a fresh one) reach head, and the models match."""
-    project.alembic("upgrade", "head")
-    project.alembic("check")
+    databases = [project]
     if fresh_database:
-        fresh = {project.url_env: f"sqlite:///{project.path.parent / 'fresh.sqlite'}"}
-        project.alembic("upgrade", "head", **fresh)
-        project.alembic("check", **fresh)
+        databases.append(project.with_database(f"sqlite:///{project.path.parent / 'fresh.db'}"))
+    for database in databases:
+        database.command("upgrade", "head")
+        assert "No new upgrade operations detected" in database.command("check").stdout
+        assert database.tables() >= {"item", "warehouse", "alembic_version"}
 
 
 def test_update_brings_the_env_py_fix_and_keeps_the_users_work(
@@ -229,7 +249,7 @@ def test_update_brings_the_env_py_fix_and_keeps_the_users_work(
 
     check = project.copier("check-update")
     assert "Current version is 1.0.0, latest version is 1.1.0." in check.stdout
-    update = project.update()
+    update = project.copier("update", "--defaults")
     assert "Updating to template version 1.1.0" in update.stderr
 
     env_py = project.env_py.read_text()
@@ -242,7 +262,6 @@ def test_update_brings_the_env_py_fix_and_keeps_the_users_work(
     assert project.versions() == [revision]
     assert project.conflicts() == {}
     assert_migrations_still_work(project, fresh_database=True)
-    assert project.tables() >= {"item", "warehouse"}
     project.commit("Update to copier-alembic v1.1.0")
     assert "Project is up-to-date!" in project.copier("check-update").stdout
 
@@ -278,11 +297,11 @@ def test_conflict_shows_inline_markers_with_both_sides(conflicting_update: Proje
 
     env_py = project.env_py.read_text()
     # Both sides, in git's layout: the user's lines first, then the template's.
-    start = env_py.index(CONFLICT_START + "\n")
-    ours = env_py.index(USERS_COMMENT, start)
-    middle = env_py.index("\n=======\n", ours)
-    theirs = env_py.index(FIX_COMMENT, middle)
-    assert env_py.index(CONFLICT_END + "\n", theirs)
+    (ours, theirs) = re.findall(
+        rf"^{CONFLICT_START}\n(.*?)^=======\n(.*?)^{CONFLICT_END}\n", env_py, re.M | re.S
+    )[0]
+    assert USERS_COMMENT in ours and FIX_COMMENT not in ours
+    assert FIX_COMMENT in theirs and USERS_COMMENT not in theirs
     assert env_py.count(CONFLICT_START) == 1
     # Git lists the file as unmerged, so a plain `git commit` refuses it until resolved.
     assert project.changed() == {ANSWERS: " M", "billing/migrations/env.py": "UU"}
@@ -306,15 +325,14 @@ def test_conflict_shows_inline_markers_with_both_sides(conflicting_update: Proje
     project.commit("Update to copier-alembic v1.1.0")
     assert USERS_COMMENT in project.env_py.read_text()
     assert FIX_OPTION in project.env_py.read_text()
-    project.alembic("upgrade", "head")
-    project.alembic("check")
+    assert_migrations_still_work(project)
 
 
 def test_conflict_rej_keeps_the_users_change_in_a_rej_file(conflicting_update: Project) -> None:
     project = conflicting_update
     before = project.env_py.read_text()
 
-    project.update("--conflict=rej")
+    project.update(conflict="rej")
 
     # The file gets the template's new version; the user's change that did not
     # apply is written beside it, as a diff hunk to re-apply by hand.
@@ -356,8 +374,7 @@ def test_changing_an_answer_rerenders_dependent_files_and_keeps_user_edits(
     project.commit("Warehouses, runbook, coverage")
     assert "psycopg" not in dependencies(project)
 
-    update = project.update("--data=database=postgresql")
-    assert "Keeping template version 1.0.0" in update.stderr
+    project.update(database="postgresql")
 
     answers = project.answers()
     assert answers["database"] == "postgresql"
@@ -493,3 +510,57 @@ def test_update_recreates_a_deleted_models_py(
     revision = project.autogenerate("create product")
     assert "'product'" in revision.read_text()
     assert "'item'" not in revision.read_text()
+
+
+# -- from the first release to this one ---------------------------------------------------
+
+FIRST_RELEASE = "34e5ff9"  # 0.1.0 in CHANGELOG.md: migrate.py still held the guards
+
+
+@pytest.fixture
+def released_repo(copier_template: Path, tmp_path: Path) -> TemplateRepo:
+    """This repository with 0.1.0 tagged, and the template as it is now released after it."""
+    known = subprocess.run(
+        ["git", "-C", str(ROOT), "cat-file", "-e", f"{FIRST_RELEASE}^{{commit}}"],
+        capture_output=True,
+    )
+    if known.returncode != 0:
+        pytest.skip(f"needs this repository's git history (commit {FIRST_RELEASE})")
+    repo = TemplateRepo(tmp_path / "released")
+    git(tmp_path, "clone", "-q", "--no-checkout", str(ROOT), str(repo.path))
+    git(repo.path, "tag", "v0.1.0", FIRST_RELEASE)
+    git(repo.path, "checkout", "-q", FIRST_RELEASE)
+    for name in ("copier.yml", "template"):
+        target = repo.path / name
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+        copy = shutil.copytree if (copier_template / name).is_dir() else shutil.copy
+        copy(copier_template / name, target)
+    repo.release("v0.2.0")
+    return repo
+
+
+def test_a_service_from_the_first_release_updates_without_conflicts(
+    released_repo: TemplateRepo, tmp_path: Path
+) -> None:
+    """Files the user did not edit take the new layout; the user's work stays."""
+    project = copy_template(released_repo, tmp_path, "inventory", vcs_ref="v0.1.0")
+    assert not (project.package / "migration_guards.py").exists()
+    revision = user_adds_a_model_and_its_revision(project)
+    edit(project.path / "README.md", append(RUNBOOK))
+    project.commit("Warehouses, runbook")
+    models = project.models.read_bytes()
+    revisions = {path: path.read_bytes() for path in project.versions()}
+
+    project.update()
+
+    assert project.answers()["_commit"] == "v0.2.0"
+    assert project.conflicts() == {}
+    # Every file the user did not edit is exactly what a fresh copy of the new release has.
+    fresh = copy_template(released_repo, tmp_path, "inventory", vcs_ref="v0.2.0", git_init=False)
+    expected = fresh.files()
+    expected["README.md"] += RUNBOOK.encode()
+    expected["inventory/models.py"] = models
+    expected[revision.relative_to(project.path).as_posix()] = revisions[revision]
+    assert project.files() == expected
+    assert "inventory/migration_guards.py" in expected
+    assert_migrations_still_work(project, fresh_database=True)

@@ -145,7 +145,9 @@ def test_the_migration_workflow(project: Project) -> None:
 
 
 @pytest.mark.postgres
-def test_a_project_answered_sqlite_migrates_postgresql(new_project: NewProject, pg_url: str) -> None:
+def test_a_project_answered_sqlite_migrates_postgresql(
+    new_project: NewProject, pg_url: str
+) -> None:
     """env.py takes any SQLAlchemy URL, whatever database was chosen at copy time."""
     project = new_project(database_url=pg_url)
     revision = project.autogenerate("create initial tables")

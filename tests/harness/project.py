@@ -307,5 +307,7 @@ class Renderer:
         path = root / source.name
         shutil.copytree(source, path)
         env = clean_environ(root / "home")
-        env[f"{source.name.upper()}_DATABASE_URL"] = database_url or f"sqlite:///{root / 'db.sqlite'}"
+        env[f"{source.name.upper()}_DATABASE_URL"] = (
+            database_url or f"sqlite:///{root / 'db.sqlite'}"
+        )
         return Project(path=path, program_name=source.name, env=env)
