@@ -200,15 +200,18 @@ class Project:
         (``prepend_sys_path``) restored.
         """
         saved_environ, saved_path = dict(os.environ), list(sys.path)
+        saved_dont_write_bytecode = sys.dont_write_bytecode
         os.environ.clear()
         os.environ.update(self.env)
         sys.path.insert(0, str(self.path))  # as `pip install -e .` or `python -m` in the project
+        sys.dont_write_bytecode = True  # see clean_environ(): no stale models.py bytecode
         self._forget_package()
         importlib.invalidate_caches()
         try:
             yield
         finally:
             self._forget_package()
+            sys.dont_write_bytecode = saved_dont_write_bytecode
             sys.path[:] = saved_path
             os.environ.clear()
             os.environ.update(saved_environ)
