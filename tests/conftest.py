@@ -75,13 +75,26 @@ def pg_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresClu
 
 
 @pytest.fixture
-def pg_url(pg_cluster: PostgresCluster) -> Iterator[str]:
-    """A fresh, empty database owned by a role whose password is URL-hostile."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    pg_cluster.create_role(name, AWKWARD_PASSWORD)
-    pg_cluster.create_database(name, owner=name)
-    yield pg_cluster.url_for(name, user=name, password=AWKWARD_PASSWORD)
-    pg_cluster.drop_database(name)
+def new_pg_url(pg_cluster: PostgresCluster) -> Iterator[Callable[[], str]]:
+    """``new_pg_url()``: a fresh, empty database owned by a role whose password is URL-hostile."""
+    created: list[str] = []
+
+    def _new() -> str:
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        pg_cluster.create_role(name, AWKWARD_PASSWORD)
+        pg_cluster.create_database(name, owner=name)
+        created.append(name)
+        return pg_cluster.url_for(name, user=name, password=AWKWARD_PASSWORD)
+
+    yield _new
+    for name in created:
+        pg_cluster.drop_database(name)
+
+
+@pytest.fixture
+def pg_url(new_pg_url: Callable[[], str]) -> str:
+    """A fresh, empty PostgreSQL database (see new_pg_url)."""
+    return new_pg_url()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
