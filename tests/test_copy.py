@@ -21,6 +21,7 @@ EXPECTED_FILES = {
     "pyproject.toml",
     "{pkg}/__init__.py",
     "{pkg}/__main__.py",
+    "{pkg}/autogenerate_fixes.py",
     "{pkg}/db.py",
     "{pkg}/migrate.py",
     "{pkg}/migration_guards.py",

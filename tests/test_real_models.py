@@ -17,6 +17,7 @@ table) → check → downgrade one step.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 import pytest
 from conftest import NewProject
@@ -247,3 +248,72 @@ def test_real_models_migrate_the_first_time(zoo: Project, request: pytest.Fixtur
     assert "shipment" not in zoo.tables()
     assert "plan" not in zoo.columns("team")
     assert first.exists()
+
+
+ENUM_MODEL = """
+import enum
+
+from sqlalchemy import Enum
+
+
+class Mood(enum.Enum):
+    happy = "happy"
+    grumpy = "grumpy"
+
+
+class Review(Base):
+    __tablename__ = "review"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mood: Mapped[Mood] = mapped_column(Enum(Mood, name="review_mood"))
+"""
+
+
+def labels(project: Project) -> list[str]:
+    """The values of the review_mood type, in order."""
+    sql = (
+        "SELECT enumlabel FROM pg_enum JOIN pg_type ON pg_type.oid = enumtypid "
+        "WHERE typname = 'review_mood' ORDER BY enumsortorder"
+    )
+    return [row[0] for row in query(project.database_url, sql)]
+
+
+@pytest.mark.postgres
+def test_postgresql_enum_values_follow_the_models(
+    new_project: NewProject, pg_url: str, new_pg_url: Callable[[], str]
+) -> None:
+    """Create, extend, shrink and drop an ENUM type, all from autogenerate."""
+    project = new_project(database_url=pg_url)
+    project.add_to_models(ENUM_MODEL)
+    created = project.autogenerate("add review").read_text()
+    assert "drop(op.get_bind())" in created  # the downgrade drops the type
+    project.command("upgrade", "head")
+    assert labels(project) == ["happy", "grumpy"]
+
+    # The project's own suite (up/down consistency among it) passes and leaves nothing.
+    test_url = new_pg_url()
+    suite = project.run(
+        sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
+        check=False, PYTHONPATH=str(project.path),
+        **{f"{project.program_name.upper()}_TEST_DATABASE_URL": test_url},
+    )  # fmt: skip
+    assert suite.returncode == 0, suite.stdout + suite.stderr
+    assert query(test_url, "SELECT typname FROM pg_type WHERE typtype = 'e'") == []
+
+    project.replace_in_models(
+        '    grumpy = "grumpy"\n', '    grumpy = "grumpy"\n    sleepy = "sleepy"\n'
+    )
+    assert "add_enum_value" in project.autogenerate("sleepy reviews").read_text()
+    project.command("upgrade", "head")
+    assert labels(project) == ["happy", "grumpy", "sleepy"]
+    assert_clean(project)
+
+    project.replace_in_models('    grumpy = "grumpy"\n', "")
+    assert "sync_enum_values" in project.autogenerate("no grumpy reviews").read_text()
+    project.command("upgrade", "head")
+    assert labels(project) == ["happy", "sleepy"]
+    assert_clean(project)
+
+    project.command("downgrade", "base")
+    assert project.tables() == {"alembic_version"}
+    assert enum_types(project) == []

@@ -115,7 +115,7 @@ def assert_all_passed(result: subprocess.CompletedProcess[str] | str) -> None:
     assert "FAILED" not in output and "ERROR" not in output, output
     for test in MIGRATION_TESTS:
         assert f"{test} PASSED" in output
-    assert re.search(r"=+ \d+ passed in ", output), output
+    assert re.search(r"=+ \d+ passed(, \d+ warnings?)? in ", output), output
 
 
 def test_own_suite_passes_on_the_pytest_of_this_repository(new_project: NewProject) -> None:
@@ -167,61 +167,42 @@ def test_own_suite_fails_with_the_autogenerate_hint_when_a_model_changes_without
     assert shown in report
 
 
-ENUM_MODEL = """
-import enum
+# A dependency's deprecation, triggered by the user's models (SQLAlchemy 1.x style).
+DEPENDENCY_DEPRECATION = """
+from sqlalchemy.ext.declarative import declarative_base
 
-from sqlalchemy import Enum
+LegacyBase = declarative_base()
+"""
+# The user's own package warning about itself.
+OWN_DEPRECATION = """
+import warnings
 
-
-class Mood(enum.Enum):
-    happy = "happy"
-    grumpy = "grumpy"
-
-
-class Review(Base):
-    __tablename__ = "review"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    mood: Mapped[Mood] = mapped_column(Enum(Mood, name="review_mood"))
+warnings.warn("Item.legacy_code goes away in 2.0", DeprecationWarning, stacklevel=1)
 """
 
 
-@uses_the_venv
-@pytest.mark.postgres
-def test_a_postgresql_enum_downgrade_is_caught_and_fixed_as_the_readme_says(
-    project: Project, pg_url: str
+@pytest.mark.parametrize(
+    ("code", "outcome"),
+    [(DEPENDENCY_DEPRECATION, "shown"), (OWN_DEPRECATION, "fails")],
+    ids=["dependency-deprecation", "own-deprecation"],
+)
+def test_warnings_from_dependencies_are_shown_and_the_packages_own_fail(
+    new_project: NewProject, code: str, outcome: str
 ) -> None:
-    """Autogenerate forgets DROP TYPE in downgrades: the suite says so, and cleans up."""
-    original = project.models.read_text()
-    before = set(project.versions())
-    env = {f"{PROGRAM.upper()}_TEST_DATABASE_URL": pg_url}
-    try:
-        project.add_to_models(ENUM_MODEL)
-        revision = project.autogenerate("add review")
+    project = new_project(program_name=PROGRAM)
+    project.autogenerate("create initial tables")
+    project.add_to_models(code)
 
-        result = own_tests(project, **env)
-        output = result.stdout + result.stderr
-        assert "tests/test_migrations.py::test_up_down_consistency FAILED" in output
-        assert 'type "review_mood" already exists' in output
-        assert re.search(r"=+ 1 failed, \d+ passed in ", output), output
+    result = own_tests(project, python=sys.executable, PYTHONPATH=str(project.path))
 
-        # The fix the README gives, in the revision's downgrade().
-        text = revision.read_text().replace(
-            "    op.drop_table('review')\n",
-            "    op.drop_table('review')\n"
-            "    sa.Enum(name='review_mood').drop(op.get_bind(), checkfirst=True)\n",
-        )
-        revision.write_text(text)
-        assert_all_passed(own_tests(project, **env))
-    finally:
-        project.models.write_text(original)
-        for path in set(project.versions()) - before:
-            path.unlink()
-    engine = sa.create_engine(pg_url, poolclass=sa.NullPool)
-    try:
-        assert sa.inspect(engine).get_enums() == []  # the suite left no type behind
-    finally:
-        engine.dispose()
+    output = result.stdout + result.stderr
+    if outcome == "shown":
+        assert result.returncode == 0, output
+        assert "MovedIn20Warning: The ``declarative_base()`` function is now available" in output
+        assert_all_passed(result)
+    else:
+        assert result.returncode == 1, output
+        assert "DeprecationWarning: Item.legacy_code goes away in 2.0" in output
 
 
 def assert_lint_and_types_pass(outputs: dict[str, str], service: Project) -> None:
