@@ -303,10 +303,7 @@ def test_real_models_migrate_the_first_time(zoo: Project, request: pytest.Fixtur
     else:
         test_url = f"sqlite:///{zoo.path.parent / 'own-suite.sqlite'}"
     test_url_env = {f"{zoo.program_name.upper()}_TEST_DATABASE_URL": test_url}
-    suite = zoo.run(
-        sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
-        check=False, PYTHONPATH=str(zoo.path), **test_url_env,
-    )  # fmt: skip
+    suite = zoo.own_tests("-q", python=sys.executable, **test_url_env)
     assert suite.returncode == 0, suite.stdout + suite.stderr
     assert " passed" in suite.stdout and "failed" not in suite.stdout
     assert zoo.with_database(test_url).tables() == set()  # the suite wiped its database
@@ -383,11 +380,8 @@ def test_postgresql_enum_values_follow_the_models(
 
     # The project's own suite (up/down consistency among it) passes and leaves nothing.
     test_url = new_pg_url()
-    suite = project.run(
-        sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
-        check=False, PYTHONPATH=str(project.path),
-        **{f"{project.program_name.upper()}_TEST_DATABASE_URL": test_url},
-    )  # fmt: skip
+    test_url_env = {f"{project.program_name.upper()}_TEST_DATABASE_URL": test_url}
+    suite = project.own_tests("-q", python=sys.executable, **test_url_env)
     assert suite.returncode == 0, suite.stdout + suite.stderr
     assert query(test_url, "SELECT typname FROM pg_type WHERE typtype = 'e'") == []
 

@@ -98,11 +98,8 @@ def other_project(new_project: NewProject) -> Project:
 def own_tests(
     service: Project, *args: str, python: str | None = None, **env: str
 ) -> subprocess.CompletedProcess[str]:
-    """Run the project's own test suite, as its README says: ``pytest``."""
-    return service.run(
-        python or service.python, "-m", "pytest", "-v", "-p", "no:cacheprovider", *args,
-        check=False, **env,
-    )  # fmt: skip
+    """Run the project's own test suite, each test's outcome shown (``-v``)."""
+    return service.own_tests("-v", *args, python=python, **env)
 
 
 def assert_all_passed(result: subprocess.CompletedProcess[str] | str) -> None:
@@ -122,7 +119,7 @@ def test_own_suite_passes_on_the_pytest_of_this_repository(new_project: NewProje
     # The other side of the pytest 9.2 boundary (this repository pins pytest<9.2).
     project = new_project(program_name=PROGRAM)
     project.autogenerate("create initial tables")
-    result = own_tests(project, python=sys.executable, PYTHONPATH=str(project.path))
+    result = own_tests(project, python=sys.executable)
     assert f"pytest-{pytest.__version__}" in result.stdout
     assert_all_passed(result)
 
@@ -193,7 +190,7 @@ def test_warnings_from_dependencies_are_shown_and_the_packages_own_fail(
     project.autogenerate("create initial tables")
     project.add_to_models(code)
 
-    result = own_tests(project, python=sys.executable, PYTHONPATH=str(project.path))
+    result = own_tests(project, python=sys.executable)
 
     output = result.stdout + result.stderr
     if outcome == "shown":

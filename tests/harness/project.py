@@ -186,6 +186,21 @@ class Project:
         """``python -m <package> db ARGS``."""
         return self.run(self.python, "-m", self.program_name, "db", *args, **kwargs)
 
+    def own_tests(
+        self, *args: str, python: str | None = None, **env: str
+    ) -> subprocess.CompletedProcess[str]:
+        """The project's own test suite, as its README says (``pytest``); not checked.
+
+        ``python`` other than the project's own (an environment where the
+        project is not installed) gets the project on PYTHONPATH.
+        """
+        if python is not None:
+            env = {"PYTHONPATH": str(self.path), **env}
+        return self.run(
+            python or self.python, "-m", "pytest", "-p", "no:cacheprovider", *args,
+            check=False, **env,
+        )  # fmt: skip
+
     def git(self, *args: str) -> str:
         return self.run("git", *args).stdout
 
