@@ -66,8 +66,11 @@ def test_the_whole_workflow_runs_from_another_directory(service: Project, tmp_pa
     (first,) = service.versions()
     assert "op.create_table('item'" in first.read_text()
     assert first.name in output
-    output = cli("check", expect=1)
-    assert failures(output) == ["FAILED: Target database is not up to date."]
+    output = cli("check", expect=255)
+    assert failures(output) == [
+        "FAILED: Target database is not up to date. "
+        f"Upgrade it first: `python -m {service.program_name} db upgrade head`."
+    ]
 
     cli("upgrade", "head")
     assert service.tables() == {"item", "alembic_version"}
@@ -77,7 +80,7 @@ def test_the_whole_workflow_runs_from_another_directory(service: Project, tmp_pa
 
     # A model change without a revision: `db check` fails with one line naming it.
     service.add_to_models(SUPPLIER_MODEL)
-    output = cli("check", expect=1)
+    output = cli("check", expect=255)
     (failure,) = failures(output)
     assert failure.startswith("FAILED: New upgrade operations detected: [('add_table'")
     assert "supplier" in failure

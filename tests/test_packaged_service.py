@@ -180,7 +180,8 @@ def test_a_bad_database_url_fails_with_one_line(
     user = built.user(tmp_path, url.format(port=free_port()))
     result = run_db(user, "upgrade", "head", check=False)
     output = result.stdout + result.stderr
-    assert result.returncode == 1
+    assert result.returncode == 255  # as `alembic` exits
+    assert result.stdout == ""  # the failure goes to stderr
     lines = [line for line in output.splitlines() if line.strip()]
     assert len(lines) == 1, output
     assert lines[0].startswith("FAILED: ")
@@ -204,9 +205,35 @@ def test_usage_errors_exit_2_with_the_usage(built: Built, tmp_path: Path, args: 
     assert not (tmp_path / "app.db").exists()
 
 
-def test_db_help_lists_the_alembic_commands(built: Built, tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["console script", "python -m"])
+def test_help_exits_0_names_the_command_typed_and_hides_init(
+    built: Built, tmp_path: Path, how: str
+) -> None:
     user = built.user(tmp_path, f"sqlite:///{tmp_path / 'app.db'}")
-    result = run_db(user, "--help")
-    for command in ("upgrade", "downgrade", "current", "history", "check", "revision"):
-        assert command in result.stdout
-    assert result.stdout.startswith(f"usage: python -m {PROGRAM} db")
+    if how == "console script":
+        command, typed = [str(built.venv / "bin" / SCRIPT)], SCRIPT
+    else:
+        command, typed = [user.python, "-m", PROGRAM], f"python -m {PROGRAM}"
+
+    top = user.run(*command, "--help")
+    db = user.run(*command, "db", "--help")
+
+    assert top.stdout.startswith(f"usage: {typed} db <alembic command>")
+    assert f"{typed} db upgrade head" in top.stdout
+    assert db.stdout.startswith(f"usage: {typed} db")
+    for name in ("upgrade", "downgrade", "current", "history", "check", "revision"):
+        assert name in db.stdout
+    assert "init" not in db.stdout and "list_templates" not in db.stdout
+    usage_error = user.run(*command, check=False)
+    assert usage_error.returncode == 2
+    assert usage_error.stderr.startswith(f"usage: {typed} db")
+
+
+def test_current_on_an_empty_database_says_what_to_run(built: Built, tmp_path: Path) -> None:
+    user = built.user(tmp_path, f"sqlite:///{tmp_path / 'app.db'}")
+
+    result = user.run(str(built.venv / "bin" / SCRIPT), "db", "current")
+
+    assert result.stdout.strip() == (
+        f"No revision applied yet; apply them: `{SCRIPT} db upgrade head`."
+    )

@@ -353,3 +353,49 @@ def test_upgrade_from_python_keeps_the_callers_logging_when_asked(
         assert state == {**state, "root_level": 30, "root_handlers_kept": False}
     else:
         assert state == {"root_level": 10, "root_handlers_kept": True, "app_logger_enabled": True}
+
+
+def test_what_alembic_says_before_the_first_upgrade(new_project: NewProject) -> None:
+    """An empty database and a revision not applied yet: each message says what to run."""
+    project = new_project()
+
+    current = project.alembic("current")
+    project.autogenerate("create initial tables")
+    second = project.alembic("revision", "--autogenerate", "-m", "again", check=False)
+
+    assert current.stdout.strip() == "No revision applied yet; apply them: `alembic upgrade head`."
+    assert second.returncode == 255
+    assert second.stdout.strip().splitlines()[-1] == (
+        "FAILED: Target database is not up to date. Upgrade it first: `alembic upgrade head`."
+    )
+    assert "ERROR" not in second.stderr  # said once, not also as a log line
+
+
+def test_a_sqlite_url_with_a_tilde_means_the_home_folder(
+    new_project: NewProject, tmp_path: Path
+) -> None:
+    project = new_project()
+    home = Path(project.env["HOME"])
+    (home / "data").mkdir(parents=True)
+    project.env[project.url_env] = "sqlite:///~/data/app.db"
+    project.autogenerate("create initial tables")
+
+    project.command("upgrade", "head")
+
+    assert "item" in project.with_database(f"sqlite:///{home / 'data' / 'app.db'}").tables()
+    assert not (project.path / "~").exists()
+
+
+def test_a_sqlite_file_in_a_missing_folder_says_to_create_it(
+    new_project: NewProject, tmp_path: Path
+) -> None:
+    missing = tmp_path / "no" / "such" / "folder"
+    project = new_project(database_url=f"sqlite:///{missing / 'app.db'}")
+
+    with pytest.raises(CommandError) as error:
+        project.command("upgrade", "head")
+
+    assert f"Check that the folder {missing} exists and is writable (mkdir -p {missing})" in str(
+        error.value
+    )
+    assert project.url_env in str(error.value)
