@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -171,7 +172,6 @@ def test_the_message_suggests_a_valid_name(copier: CopierFixture, tmp_path: Path
     [
         ("project_name", "-bad name-", "not a valid distribution name"),
         ("author_email", "not-an-email", "does not look like an email"),
-        ("author_name", " ", "author_name is required"),
     ],
 )
 def test_other_invalid_answers_are_refused(
@@ -211,3 +211,37 @@ def test_copying_needs_no_trust(copier_template: Path, tmp_path: Path) -> None:
         timeout=120,
     )
     assert (destination / "inventory" / "migrations" / "env.py").is_file()
+
+
+def test_the_author_is_optional_and_never_a_placeholder(new_project: NewProject) -> None:
+    """No name and no email: no `authors` in pyproject.toml, nothing invented."""
+    answers = {"author_name": "", "author_email": ""}
+    pyproject = tomllib.loads((new_project(**answers).path / "pyproject.toml").read_text())
+    assert "authors" not in pyproject["project"]
+    only_email = new_project(author_name=" ", author_email="ops@example.org")
+    project = tomllib.loads((only_email.path / "pyproject.toml").read_text())["project"]
+    assert project["authors"] == [{"email": "ops@example.org"}]
+    both = new_project(author_name='Grace "Amazing" Hopper', author_email="grace@example.org")
+    project = tomllib.loads((both.path / "pyproject.toml").read_text())["project"]
+    assert project["authors"] == [{"name": 'Grace "Amazing" Hopper', "email": "grace@example.org"}]
+
+
+def test_questions_fit_80_columns_and_offer_supported_pythons() -> None:
+    config = yaml.safe_load((ROOT / "copier.yml").read_text())
+    questions = {name: q for name, q in config.items() if not name.startswith("_")}
+    for name, question in questions.items():
+        for line in str(question.get("help", "")).splitlines():
+            # Copier prints the help after a two-column prompt marker.
+            assert len(line) <= 78, f"{name}: {line!r} is {len(line)} columns"
+    python = questions["python_version"]
+    assert python["choices"] == ["3.11", "3.12", "3.13", "3.14"]  # upstream-supported today
+    assert python["default"] == "3.11"
+
+
+@pytest.mark.parametrize(("oldest", "matrix"), [("3.11", ["3.11", "3.14"]), ("3.14", ["3.14"])])
+def test_the_ci_matrix_tests_the_oldest_and_newest_python(
+    new_project: NewProject, oldest: str, matrix: list[str]
+) -> None:
+    workflow = new_project(python_version=oldest).path / ".github" / "workflows" / "ci.yml"
+    (job,) = yaml.safe_load(workflow.read_text())["jobs"].values()
+    assert job["strategy"]["matrix"]["python-version"] == matrix

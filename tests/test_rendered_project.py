@@ -84,7 +84,7 @@ def project(rendered: Project, venv: Path) -> Project:
     return service
 
 
-OTHER_ANSWERS = {"program_name": "billing_core", "database": "postgresql", "python_version": "3.13"}
+OTHER_ANSWERS = {"program_name": "billing_core", "database": "postgresql", "python_version": "3.14"}
 
 
 @pytest.fixture
@@ -218,7 +218,7 @@ def test_ruff_and_mypy_pass_out_of_the_box_for_other_answers(other_project: Proj
     for command in ("ruff check .", "ruff format --check .", "mypy"):
         result = service.run(service.python, "-m", *command.split(), PYTHONPATH=str(service.path))
         outputs[command] = result.stdout
-    assert 'python_version = "3.13"' in (service.path / "pyproject.toml").read_text()
+    assert 'python_version = "3.14"' in (service.path / "pyproject.toml").read_text()
     assert_lint_and_types_pass(outputs, service)
 
 
