@@ -107,9 +107,14 @@ class TemplateRepo:
     def template_file(self, relpath: str) -> Path:
         return self.path / "template" / relpath
 
-    def release(self, tag: str) -> None:
+    def commit(self, message: str) -> str:
+        """Commit everything; return the commit's hash."""
         git(self.path, "add", "-A")
-        git(self.path, "commit", "-q", "--allow-empty", "-m", f"Release {tag}")
+        git(self.path, "commit", "-q", "--allow-empty", "-m", message)
+        return git(self.path, "rev-parse", "HEAD").strip()
+
+    def release(self, tag: str) -> None:
+        self.commit(f"Release {tag}")
         git(self.path, "tag", "-a", tag, "-m", f"Release {tag}")
 
 
@@ -564,3 +569,27 @@ def test_a_service_from_the_first_release_updates_without_conflicts(
     assert project.files() == expected
     assert "inventory/migration_guards.py" in expected
     assert_migrations_still_work(project, fresh_database=True)
+
+
+def test_without_tags_a_service_pins_a_commit_and_updates_to_the_newest(
+    copier_template: Path, tmp_path: Path
+) -> None:
+    """How the published template works (README, "Versions"): main only, no tags."""
+    repo = TemplateRepo(tmp_path / "untagged")
+    shutil.copytree(copier_template, repo.path, ignore=shutil.ignore_patterns(".git"))
+    git(repo.path, "init", "-q")
+    first = repo.commit("0.2.0")
+    edit(repo.template_file(ENV_PY_TEMPLATE), fix_transaction_comment)
+    second = repo.commit("0.3.0")
+    project = copy_template(repo, tmp_path, "inventory", vcs_ref=first)
+    assert FIX_COMMENT not in project.env_py.read_text()
+    user_adds_a_model_and_its_revision(project)
+    project.commit("Warehouses")
+
+    project.update()
+
+    recorded = str(project.answers()["_commit"])
+    assert len(recorded) >= 7 and second.startswith(recorded)  # the newest commit
+    assert FIX_COMMENT in project.env_py.read_text()
+    assert project.conflicts() == {}
+    assert_migrations_still_work(project)
