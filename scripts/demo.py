@@ -1,19 +1,22 @@
-"""Render a demo service from this checkout and migrate its default SQLite database.
+"""Render a demo service from this checkout, install it, and run its first migration.
 
     uv run scripts/demo.py [FOLDER] [--program-name NAME]
 
 Renders the template (this working tree, uncommitted changes included) into
-FOLDER (default: demo-service), then runs the rendered project's first
-migration exactly as its README says: ``alembic revision --autogenerate`` and
-``alembic upgrade head``, with no database URL set.  The default database lives
-in the user data folder; the demo points XDG_DATA_HOME into FOLDER/.data so it
-never touches your real one and can be run again into another folder.
+FOLDER (default: demo-service), gives it a virtual environment (FOLDER/.venv,
+the project installed with its test tools, as its README says), then runs the
+rendered project's first migration exactly as its README says: ``alembic
+revision --autogenerate`` and ``alembic upgrade head``.  The database is a
+SQLite file in FOLDER/.data, never your real data folder.  At the end it
+prints the commands that keep working in the service from a new shell.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
+import shutil
 import subprocess
 import sys
 import warnings
@@ -23,6 +26,29 @@ import sqlalchemy as sa
 from copier import run_copy
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(command: list[str], cwd: Path, env: dict[str, str]) -> None:
+    """Show ``command`` as a shell would take it, then run it."""
+    print(f"$ {shlex.join(command)}", flush=True)
+    subprocess.run(command, cwd=cwd, env=env, check=True)
+
+
+def make_venv(destination: Path, env: dict[str, str]) -> Path:
+    """FOLDER/.venv with the project installed (uv if there is one, else venv and pip)."""
+    venv = destination / ".venv"
+    uv = os.environ.get("UV") or shutil.which("uv")
+    if uv:
+        run([uv, "venv", "--quiet", "--python", sys.executable, str(venv)], destination, env)
+        python = str(venv / "bin" / "python")
+        run(
+            [uv, "pip", "install", "--quiet", "--python", python, "-e", ".[test]"], destination, env
+        )
+    else:
+        run([sys.executable, "-m", "venv", str(venv)], destination, env)
+        python = str(venv / "bin" / "python")
+        run([python, "-m", "pip", "install", "--quiet", "-e", ".[test]"], destination, env)
+    return venv
 
 
 def main() -> int:
@@ -41,24 +67,21 @@ def main() -> int:
         run_copy(
             str(ROOT),
             destination,
-            data={"program_name": args.program_name, "author_name": "Demo"},
+            data={"program_name": args.program_name},
             defaults=True,
             vcs_ref="HEAD",
             quiet=True,
         )
 
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_DATABASE_URL")}
-    env["XDG_DATA_HOME"] = str(destination / ".data")
-    for command in (
-        ["revision", "--autogenerate", "-m", "create initial tables"],
-        ["upgrade", "head"],
-    ):
-        print(f"$ alembic {' '.join(command)}", flush=True)
-        subprocess.run(
-            [sys.executable, "-m", "alembic", *command], cwd=destination, env=env, check=True
-        )
+    database = destination / ".data" / "main.db"
+    database.parent.mkdir(parents=True)
+    url_variable = f"{args.program_name.upper()}_DATABASE_URL"
+    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV" and k != url_variable}
+    venv = make_venv(destination, env)
+    env = {**env, url_variable: f"sqlite:///{database}", "PATH": f"{venv / 'bin'}:{env['PATH']}"}
+    run(["alembic", "revision", "--autogenerate", "-m", "create initial tables"], destination, env)
+    run(["alembic", "upgrade", "head"], destination, env)
 
-    database = destination / ".data" / args.program_name / "main.db"
     engine = sa.create_engine(f"sqlite:///{database}")
     tables = sorted(sa.inspect(engine).get_table_names())
     engine.dispose()
@@ -66,6 +89,16 @@ def main() -> int:
     print(f"Service:  {destination}")
     print(f"Database: {database}")
     print(f"Tables:   {', '.join(tables)}")
+    print()
+    print("Keep working in it from a new shell:")
+    for line in (
+        f"cd {shlex.quote(str(destination))}",
+        ". .venv/bin/activate",
+        f"export {url_variable}={shlex.quote(env[url_variable])}",
+        "alembic current",
+        "pytest",
+    ):
+        print(f"  {line}")
     return 0
 
 

@@ -203,14 +203,26 @@ def test_copying_needs_no_trust(copier_template: Path, tmp_path: Path) -> None:
     config = yaml.safe_load((ROOT / "copier.yml").read_text())
     assert not {"_tasks", "_migrations", "_jinja_extensions"} & set(config)
     destination = tmp_path / "svc"
-    subprocess.run(
-        [sys.executable, "-m", "copier", "copy", "--defaults", "--quiet"]
+    result = subprocess.run(
+        [sys.executable, "-m", "copier", "copy", "--defaults"]
         + ["--data", "program_name=inventory", str(copier_template), str(destination)],
         check=True,
         capture_output=True,
+        text=True,
         timeout=120,
     )
     assert (destination / "inventory" / "migrations" / "env.py").is_file()
+    # The next steps, a virtual environment first, as the README's.
+    steps = [line.strip() for line in result.stderr.splitlines()]  # Copier prints to stderr
+    start = steps.index(f"cd {destination}")
+    assert steps[start : start + 6] == [
+        f"cd {destination}",
+        "python -m venv .venv && . .venv/bin/activate",
+        "python -m pip install -e '.[test]'",
+        'alembic revision --autogenerate -m "create initial tables"',
+        "alembic upgrade head",
+        "pytest",
+    ]
 
 
 def test_the_author_is_optional_and_never_a_placeholder(new_project: NewProject) -> None:
