@@ -146,6 +146,7 @@ INVALID_PROGRAM_NAMES = {
     "test": "standard library",
     "json": "standard library",
     "Shop": "not a valid package name",
+    "a" * 41: "41 characters long: keep the package name to 40 or fewer",
 }
 
 

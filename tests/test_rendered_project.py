@@ -84,7 +84,13 @@ def project(rendered: Project, venv: Path) -> Project:
     return service
 
 
-OTHER_ANSWERS = {"program_name": "billing_core", "database": "postgresql", "python_version": "3.14"}
+# The longest package name the validator takes (40), the newest Python, PostgreSQL.
+OTHER_ANSWERS = {
+    "program_name": "acme_billing_and_invoicing_core_services",
+    "project_name": "acme-billing-and-invoicing-core-services-for-enterprise-customers",
+    "database": "postgresql",
+    "python_version": "3.14",
+}
 
 
 @pytest.fixture
@@ -96,7 +102,7 @@ def other_project(new_project: NewProject) -> Project:
 
 
 def own_tests(
-    service: Project, *args: str, python: str | None = None, **env: str
+    service: Project, *args: str, python: str | None = None, **env: Any
 ) -> subprocess.CompletedProcess[str]:
     """Run the project's own test suite, each test's outcome shown (``-v``)."""
     return service.own_tests("-v", *args, python=python, **env)
@@ -119,8 +125,10 @@ def test_own_suite_passes_on_the_pytest_of_this_repository(new_project: NewProje
     # The other side of the pytest 9.2 boundary (this repository pins pytest<9.2).
     project = new_project(program_name=PROGRAM)
     project.autogenerate("create initial tables")
-    result = own_tests(project, python=sys.executable)
+    # With every pytest plugin this repository has installed (pytest-copier, ...).
+    result = own_tests(project, python=sys.executable, with_our_plugins=True)
     assert f"pytest-{pytest.__version__}" in result.stdout
+    assert "copier-" in result.stdout.split("plugins:")[1].splitlines()[0]
     assert_all_passed(result)
 
 

@@ -187,15 +187,23 @@ class Project:
         return self.run(self.python, "-m", self.program_name, "db", *args, **kwargs)
 
     def own_tests(
-        self, *args: str, python: str | None = None, **env: str
+        self,
+        *args: str,
+        python: str | None = None,
+        with_our_plugins: bool = False,
+        **env: str,
     ) -> subprocess.CompletedProcess[str]:
         """The project's own test suite, as its README says (``pytest``); not checked.
 
         ``python`` other than the project's own (an environment where the
-        project is not installed) gets the project on PYTHONPATH.
+        project is not installed, such as this repository's) gets the project
+        on PYTHONPATH, and without this repository's pytest plugins, which
+        cost a second a run (pytest-copier), unless ``with_our_plugins``.
         """
         if python is not None:
             env = {"PYTHONPATH": str(self.path), **env}
+            if not with_our_plugins:
+                args = ("-p", "no:copier", "-p", "no:gitconfig", "-p", "no:dir-equal", *args)
         return self.run(
             python or self.python, "-m", "pytest", "-p", "no:cacheprovider", *args,
             check=False, **env,
