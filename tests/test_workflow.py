@@ -369,6 +369,10 @@ def test_what_alembic_says_before_the_first_upgrade(new_project: NewProject) -> 
         "FAILED: Target database is not up to date. Upgrade it first: `alembic upgrade head`."
     )
     assert "ERROR" not in second.stderr  # said once, not also as a log line
+    project.command("upgrade", "head")
+    autogenerate = project.alembic("revision", "--autogenerate", "-m", "nothing")
+    assert "No changes in schema detected" in autogenerate.stdout  # it compared
+    assert "setting up autogenerate plugin" not in autogenerate.stderr  # Alembic's chatter
 
 
 def test_a_sqlite_url_with_a_tilde_means_the_home_folder(
