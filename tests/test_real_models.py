@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from alembic.util import CommandError
 from conftest import NewProject
 from harness.database import assert_no_password, query
 from harness.project import Project
@@ -52,6 +53,9 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
+from sqlalchemy.dialects import postgresql
+
+from shop.types import UTCDateTime
 
 
 class Role(enum.Enum):
@@ -138,6 +142,8 @@ class Order(Base):
     extra: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     note: Mapped[str | None] = mapped_column(Text)
     placed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # A custom type from the package's types.py: the revision imports it.
+    shipped_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class OrderLine(Base):
@@ -159,6 +165,10 @@ class ApiToken(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"))
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # A variant: JSONB on PostgreSQL, whose rendering names Text().
+    claims: Mapped[dict[str, Any]] = mapped_column(
+        JSON().with_variant(postgresql.JSONB(), "postgresql"), default=dict
+    )
 
 
 class LoyaltyProgrammeMembershipHistoryEntry(Base):
@@ -286,6 +296,8 @@ def sqlite_expression_index_warnings_allowed(zoo: Project) -> Iterator[None]:
 def test_real_models_migrate_the_first_time(zoo: Project, request: pytest.FixtureRequest) -> None:
     with expression_index_warning(zoo):
         first = zoo.autogenerate("real models")
+    assert "import shop.types" in first.read_text()  # for UTCDateTime
+    assert "from sqlalchemy import Text" in first.read_text()  # for JSONB(astext_type=Text())
     if on_sqlite(zoo):
         assert "ix_user_email_lower" not in first.read_text()
         add_functional_index_by_hand(first)
@@ -402,3 +414,36 @@ def test_postgresql_enum_values_follow_the_models(
     project.command("downgrade", "base")
     assert project.tables() == {"alembic_version"}
     assert enum_types(project) == []
+
+
+TYPE_IN_MODELS = """
+from sqlalchemy.types import TypeDecorator
+
+
+class LowerCaseString(TypeDecorator[str]):
+    impl = String(100)
+    cache_ok = True
+
+
+class Tag(Base):
+    __tablename__ = "tag"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(LowerCaseString())
+"""
+
+
+def test_a_custom_type_outside_types_py_stops_autogenerate_with_the_fix(
+    new_project: NewProject,
+) -> None:
+    """Never a revision that imports models.py (or fails later with NameError)."""
+    project = new_project()
+    project.add_to_models(TYPE_IN_MODELS)
+
+    with pytest.raises(CommandError) as error:
+        project.autogenerate("tags")
+
+    (line,) = str(error.value).splitlines()
+    assert line.startswith("Column tag.name has the type LowerCaseString from shop.models,")
+    assert "move it to shop/types.py" in line
+    assert project.versions() == []  # no revision written
