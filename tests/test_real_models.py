@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 
 import pytest
+import sqlalchemy as sa
 from alembic.util import CommandError
 from conftest import NewProject
 from harness.database import assert_no_password, query
@@ -123,6 +124,10 @@ class Order(Base):
         CheckConstraint("total < 1000000"),
         CheckConstraint("placed_at IS NOT NULL OR status = 'draft'", name="placed_when_not_draft"),
         Index("ix_order_user_id_placed_at", "user_id", "placed_at"),
+        # A partial unique index: one draft order per user.
+        Index(
+            "ix_order_one_draft", "user_id", unique=True, postgresql_where=text("status = 'draft'")
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -487,3 +492,42 @@ def test_server_defaults_are_compared_without_false_positives(
             project.command("check")
         project.replace_in_models(new, old)
     assert_clean(project, expression_index=False)
+
+
+MEMBER_MODEL = """
+from sqlalchemy import Index, text
+
+
+class Member(Base):
+    __tablename__ = "member"
+    __table_args__ = (
+        Index("ix_member_email_active", "email", unique=True, postgresql_where=text("is_active")),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(100))
+    is_active: Mapped[bool] = mapped_column(default=True)
+"""
+
+
+def test_a_partial_unique_index_means_the_same_on_both_backends(
+    new_project: NewProject, backend_url: str
+) -> None:
+    """Unique among active members only: SQLite must not make it unique among all."""
+    project = new_project(database_url=backend_url)
+    project.add_to_models(MEMBER_MODEL)
+    revision = project.autogenerate("members").read_text()
+    assert "sqlite_where=sa.text('is_active')" in revision
+    project.command("upgrade", "head")
+    assert_clean(project, expression_index=False)
+
+    engine = project.engine()
+    try:
+        insert = "INSERT INTO member (email, is_active) VALUES ('ada@example.org', {})"
+        with engine.begin() as connection:
+            for active in ("false", "false", "true"):  # inactive duplicates are fine
+                connection.execute(sa.text(insert.format(active)))
+        with pytest.raises(sa.exc.IntegrityError), engine.begin() as connection:
+            connection.execute(sa.text(insert.format("true")))
+    finally:
+        engine.dispose()
