@@ -531,3 +531,28 @@ def test_a_partial_unique_index_means_the_same_on_both_backends(
             connection.execute(sa.text(insert.format("true")))
     finally:
         engine.dispose()
+
+
+@pytest.mark.postgres
+def test_revisions_generated_on_sqlite_upgrade_postgresql_and_check_clean_on_both(
+    new_project: NewProject, new_pg_url: Callable[[], str]
+) -> None:
+    """The default workflow: generate on the SQLite file, deploy to PostgreSQL."""
+    zoo = new_project()
+    zoo.add_to_models(ZOO)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*expression-based index '?ix_")
+        with expression_index_warning(zoo):
+            zoo.autogenerate("real models")
+        zoo.command("upgrade", "head")
+        postgresql = zoo.with_database(new_pg_url())
+
+        postgresql.command("upgrade", "head")
+
+        assert postgresql.tables() == TABLES | {"alembic_version"}
+        assert functional_indexes(postgresql) == ["ix_user_email_lower"]
+        for database in (zoo, postgresql):
+            for _ in range(5):
+                with expression_index_warning(database):
+                    output = database.command("check")
+                assert "No new upgrade operations detected" in output.stdout
