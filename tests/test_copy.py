@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import NewProject
+from copier import run_copy
 from harness import ROOT
 from pytest_copier import CopierFixture
 
@@ -125,13 +126,7 @@ def test_non_jinja_files_are_copied_byte_for_byte(new_project: NewProject) -> No
 
 def test_program_name_defaults_to_the_folder_name(copier_template: Path, tmp_path: Path) -> None:
     destination = tmp_path / "order-tracker"
-    subprocess.run(
-        [sys.executable, "-m", "copier", "copy", "--defaults", "--quiet"]
-        + [str(copier_template), str(destination)],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    run_copy(str(copier_template), destination, defaults=True, quiet=True)
     db_py = (destination / "order_tracker" / "db.py").read_text()
     assert 'DATABASE_URL_ENV = "ORDER_TRACKER_DATABASE_URL"' in db_py
 
