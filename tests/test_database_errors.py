@@ -43,10 +43,16 @@ CASES = {
         "Check that the server is running and reachable",
         fails_offline=False,
     ),
+    "password as a query parameter": BadUrl(
+        f"postgresql+psycopg://app@127.0.0.1:{{port}}/app?password={QUOTED}",
+        "postgresql+psycopg://app@127.0.0.1:{port}/app?password=",
+        "Check that the server is running and reachable",
+        fails_offline=False,
+    ),
     "password not URL-quoted": BadUrl(
         f"postgresql+psycopg://app:{AWKWARD_PASSWORD}@127.0.0.1:5432/app",
         "postgresql+psycopg://app:***@127.0.0.1:5432/app",
-        "URL-quote special characters of the user name and password",
+        "URL-quote special characters of the user name, password and query values",
         fails_offline=True,
     ),
     "not a URL": BadUrl(
