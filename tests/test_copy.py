@@ -29,7 +29,7 @@ EXPECTED_FILES = {
     "{pkg}/migration_guards.py",
     "{pkg}/models.py",
     "{pkg}/py.typed",
-    "{pkg}/types.py",
+    "{pkg}/column_types.py",
     "{pkg}/migrations/README",
     "{pkg}/migrations/env.py",
     "{pkg}/migrations/script.py.mako",
@@ -37,7 +37,7 @@ EXPECTED_FILES = {
     "tests/conftest.py",
     "tests/test_db.py",
     "tests/test_migrate.py",
-    "tests/test_types.py",
+    "tests/test_column_types.py",
     "tests/test_migrations.py",
 }
 

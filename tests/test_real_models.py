@@ -55,7 +55,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 
-from shop.types import UTCDateTime
+from shop.column_types import UTCDateTime
 
 
 class Role(enum.Enum):
@@ -146,7 +146,7 @@ class Order(Base):
     extra: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     note: Mapped[str | None] = mapped_column(Text)
     placed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    # A custom type from the package's types.py: the revision imports it.
+    # A custom type from the package's column_types.py: the revision imports it.
     shipped_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
@@ -297,7 +297,7 @@ def sqlite_expression_index_warnings_allowed(zoo: Project) -> Iterator[None]:
 def test_real_models_migrate_the_first_time(zoo: Project, request: pytest.FixtureRequest) -> None:
     with expression_index_warning(zoo):
         first = zoo.autogenerate("real models")
-    assert "import shop.types" in first.read_text()  # for UTCDateTime
+    assert "import shop.column_types" in first.read_text()  # for UTCDateTime
     assert "from sqlalchemy import Text" in first.read_text()  # for JSONB(astext_type=Text())
     # Written on both backends, though SQLite cannot report it back.
     assert "create_index('ix_user_email_lower'" in first.read_text()
@@ -446,7 +446,7 @@ def test_a_custom_type_outside_types_py_stops_autogenerate_with_the_fix(
 
     (line,) = str(error.value).splitlines()
     assert line.startswith("Column tag.name has the type LowerCaseString from shop.models,")
-    assert "move it to shop/types.py" in line
+    assert "move it to shop/column_types.py" in line
     assert project.versions() == []  # no revision written
 
 
