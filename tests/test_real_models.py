@@ -561,3 +561,62 @@ def test_revisions_generated_on_sqlite_upgrade_postgresql_and_check_clean_on_bot
                 with expression_index_warning(database):
                     output = database.command("check")
                 assert "No new upgrade operations detected" in output.stdout
+
+
+CHECKED_COLUMNS = """
+import enum
+
+from sqlalchemy import Boolean, Enum
+
+
+class Size(enum.Enum):
+    small = "small"
+    large = "large"
+
+
+class Parcel(Base):
+    __tablename__ = "parcel"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    fragile: Mapped[bool] = mapped_column(Boolean(create_constraint=True))
+    size: Mapped[Size] = mapped_column(Enum(Size, native_enum=False, create_constraint=True))
+"""
+
+
+def check_names(project: Project) -> set[str]:
+    engine = project.engine()
+    try:
+        return {str(c["name"]) for c in sa.inspect(engine).get_check_constraints("parcel")}
+    finally:
+        engine.dispose()
+
+
+def test_dropping_a_column_with_a_check_upgrades_and_downgrades(
+    new_project: NewProject, backend_url: str
+) -> None:
+    """Boolean and non-native Enum columns carry CHECKs: dropping them works both ways."""
+    project = new_project(database_url=backend_url)
+    project.add_to_models(CHECKED_COLUMNS)
+    project.autogenerate("parcels")
+    project.command("upgrade", "head")
+    before = check_names(project)
+    assert "ck_parcel_size" in before
+
+    project.replace_in_models(
+        "    fragile: Mapped[bool] = mapped_column(Boolean(create_constraint=True))\n", ""
+    )
+    project.replace_in_models(
+        "    size: Mapped[Size] = mapped_column("
+        "Enum(Size, native_enum=False, create_constraint=True))\n",
+        "",
+    )
+    revision = project.autogenerate("no fragile, no size").read_text()
+    assert "drop_constraint(batch_op.f('ck_parcel_size'), type_='check')" in revision
+    project.command("upgrade", "head")
+    assert project.columns("parcel") == {"id"}
+    assert check_names(project) == set()
+    assert_clean(project, expression_index=False)
+
+    project.command("downgrade", "-1")
+    assert project.columns("parcel") == {"id", "fragile", "size"}
+    assert check_names(project) == before
