@@ -192,8 +192,9 @@ def test_a_bad_database_url_fails_with_one_line(
 
 @pytest.mark.parametrize(
     "args",
-    [[], ["db"], ["db", "frobnicate"], ["migrate", "upgrade", "head"], ["db", "upgrade"]],
-    ids=["nothing", "no-command", "unknown-command", "not-db", "missing-revision"],
+    # (no arguments at all: see test_help_exits_0_names_the_command_typed_and_hides_init)
+    [["db"], ["db", "frobnicate"], ["migrate", "upgrade", "head"], ["db", "upgrade"]],
+    ids=["no-command", "unknown-command", "not-db", "missing-revision"],
 )
 def test_usage_errors_exit_2_with_the_usage(built: Built, tmp_path: Path, args: list[str]) -> None:
     user = built.user(tmp_path, f"sqlite:///{tmp_path / 'app.db'}")
