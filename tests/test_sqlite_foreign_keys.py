@@ -17,6 +17,7 @@ import dataclasses
 import importlib
 import re
 import shutil
+import sqlite3
 from pathlib import Path
 from types import ModuleType
 
@@ -215,3 +216,29 @@ def test_a_connection_inside_a_transaction_is_refused_with_the_remedy(library: P
     assert "The SQLite connection given to the migrations has foreign keys on" in str(error.value)
     assert "call connection.commit() before handing it over" in str(error.value)
     assert snapshot(library.database_url) == before
+
+
+def test_rows_that_broke_a_foreign_key_before_do_not_block_migrations(library: Project) -> None:
+    """An orphan written with foreign keys off (by another tool) is not the migration's doing."""
+    connection = sqlite3.connect(database_file(library))  # foreign keys off, as sqlite3 has them
+    connection.execute("INSERT INTO book (id, author_id, title) VALUES (99, 42, 'orphan')")
+    connection.commit()
+    connection.close()
+    head = library.version_rows()
+    library.write_revision(
+        "shelf",
+        head[0],
+        'op.create_table("shelf", sa.Column("id", sa.Integer, primary_key=True))',
+        'op.drop_table("shelf")',
+    )
+
+    library.command("upgrade", "head")
+    assert "shelf" in library.tables()
+    library.command("downgrade", "-1")
+    assert "shelf" not in library.tables()
+
+    # A migration that adds an orphan of its own still fails.
+    library.write_revision("orphans", head[0], ORPHANS)
+    (library.package / "migrations" / "versions" / "shelf_handwritten.py").unlink()
+    with pytest.raises(CommandError, match=re.escape("left 2 row(s) violating foreign keys")):
+        library.command("upgrade", "head")
