@@ -276,6 +276,15 @@ def index_names(project: Project) -> set[str]:
     return {row[0] for row in query(project.database_url, sql)}
 
 
+def check_conditions(project: Project, table: str) -> str:
+    """The table's CHECK conditions, as the database reports them."""
+    engine = project.engine()
+    try:
+        return " | ".join(c["sqltext"] for c in sa.inspect(engine).get_check_constraints(table))
+    finally:
+        engine.dispose()
+
+
 def functional_indexes(project: Project) -> list[str]:
     if on_sqlite(project):
         sql = "SELECT name FROM sqlite_master WHERE type = 'index' AND sql LIKE '%lower(email)%'"
@@ -305,6 +314,7 @@ def test_real_models_migrate_the_first_time(zoo: Project, request: pytest.Fixtur
     assert_no_password(*output)
     assert zoo.tables() == TABLES | {"alembic_version"}
     assert functional_indexes(zoo) == ["ix_user_email_lower"]
+    assert "quantity > 0" in check_conditions(zoo, "order_line")  # given on the column
     assert_clean(zoo)
 
     # The project's own suite, against an empty database of the same backend.
@@ -332,19 +342,24 @@ def test_real_models_migrate_the_first_time(zoo: Project, request: pytest.Fixtur
     zoo.replace_in_models(
         "    slug: Mapped[str] = mapped_column(String(100))\n",
         "    slug: Mapped[str] = mapped_column(String(100))\n"
-        '    plan: Mapped[str] = mapped_column(String(20), server_default="free", index=True)\n',
+        '    plan: Mapped[str] = mapped_column(String(20), server_default="free", index=True)\n'
+        '    seats: Mapped[int] = mapped_column(CheckConstraint("seats > 0"), server_default="9")'
+        "\n",
     )
     with expression_index_warning(zoo):
         second = zoo.autogenerate("shipments, team plans").read_text()
     assert "op.create_table('shipment'" in second
     assert "sa.Column('plan'" in second
     assert "op.f('ix_team_plan')" in second
+    assert "create_check_constraint(" in second  # given on the column: alembic #1600
     assert "create_index('ix_team_slug_lower'" in second
     zoo.command("upgrade", "head")
     assert_clean(zoo)
     assert "plan" in zoo.columns("team")
     assert "ix_team_slug_lower" in index_names(zoo)
+    assert "seats > 0" in check_conditions(zoo, "team")
     zoo.command("downgrade", "-1")
+    assert "seats > 0" not in check_conditions(zoo, "team")
     assert "ix_team_slug_lower" not in index_names(zoo)
     assert "shipment" not in zoo.tables()
     assert "plan" not in zoo.columns("team")

@@ -1,0 +1,261 @@
+"""``create_schema()``: an empty database at head from the models, without replaying revisions.
+
+The fast path of the rendered project's test fixtures.  It runs under the
+same lock and guards as an upgrade, in one transaction, and refuses a
+database that is not empty, leaving it as it was.  The rendered project's own
+``tests/test_create_schema.py`` proves the result is what the revisions
+build; here it must also catch models and revisions that disagree, with a
+diff a user can act on.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import threading
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import sqlalchemy as sa
+from alembic.util import CommandError
+from conftest import NewProject
+from filelock import FileLock
+from harness.database import assert_no_password, snapshot
+from harness.project import Project
+
+STATUS_COLUMN = '    status: Mapped[str] = mapped_column(String(20), server_default="draft")\n'
+
+
+@pytest.fixture
+def project(new_project: NewProject, backend_url: str) -> Project:
+    """The example service after its first revision, with an empty database."""
+    project = new_project(database_url=backend_url)
+    project.replace_in_models(
+        "    created_at: Mapped[datetime]", STATUS_COLUMN + "    created_at: Mapped[datetime]"
+    )
+    project.autogenerate("create item")
+    return project
+
+
+def migrate_module(project: Project) -> ModuleType:
+    """The project's ``migrate`` module (call inside ``project.imported()``)."""
+    return importlib.import_module(f"{project.program_name}.migrate")
+
+
+def create_schema(project: Project) -> None:
+    with project.imported():
+        migrate_module(project).create_schema()
+
+
+def head(project: Project) -> list[str]:
+    output = project.command("heads").stdout
+    return [line.split()[0] for line in output.splitlines()]
+
+
+def test_an_empty_database_comes_to_head_from_the_models(project: Project) -> None:
+    create_schema(project)
+
+    assert project.tables() == {"item", "alembic_version"}
+    assert project.version_rows() == head(project)
+    assert "No new upgrade operations detected" in project.command("check").stdout
+    # The application works on it: the models' defaults are the database's.
+    engine = project.engine()
+    try:
+        with engine.begin() as connection:
+            connection.execute(sa.text("INSERT INTO item (name) VALUES ('kettle')"))
+            row = connection.execute(sa.text("SELECT status, created_at FROM item")).one()
+    finally:
+        engine.dispose()
+    assert row[0] == "draft" and row[1] is not None
+    # Later revisions apply on top, as on a replayed database.
+    project.add_to_models(
+        "class Tag(Base):\n    __tablename__ = 'tag'\n\n"
+        "    id: Mapped[int] = mapped_column(primary_key=True)\n"
+    )
+    project.autogenerate("add tag")
+    project.command("upgrade", "head")
+    assert project.tables() == {"item", "tag", "alembic_version"}
+
+
+@pytest.mark.parametrize("state", ["at head", "with a table of its own"])
+def test_a_database_that_is_not_empty_is_refused_and_left_as_it_was(
+    project: Project, state: str
+) -> None:
+    if state == "at head":
+        project.command("upgrade", "head")
+        found = f"is at revision {head(project)[0]}"
+    else:
+        engine = project.engine()
+        with engine.begin() as connection:
+            connection.execute(sa.text("CREATE TABLE legacy (id INTEGER PRIMARY KEY)"))
+            connection.execute(sa.text("INSERT INTO legacy (id) VALUES (1)"))
+        engine.dispose()
+        found = "has tables legacy"
+    before = snapshot(project.database_url)
+
+    with pytest.raises(CommandError) as refused:
+        create_schema(project)
+
+    message = str(refused.value)
+    assert "\n" not in message
+    assert f"is not empty: it {found}." in message
+    assert message.endswith("bring this one to head with `alembic upgrade head`.")
+    assert_no_password(message)
+    assert snapshot(project.database_url) == before  # no alembic_version left behind either
+
+
+def test_a_create_schema_that_fails_half_way_leaves_the_database_empty(project: Project) -> None:
+    # The tables are created, then an index calling a function nobody defined fails.
+    project.add_to_models("Index('ix_item_broken', func.no_such_function(Item.name))")
+    project.replace_in_models("from sqlalchemy import ", "from sqlalchemy import Index, ")
+    before = snapshot(project.database_url)
+
+    with pytest.raises(sa.exc.DBAPIError, match="no_such_function"):
+        create_schema(project)
+
+    assert snapshot(project.database_url) == before
+    assert project.tables() == set()
+
+
+def hold_the_migration_lock(project: Project) -> AbstractContextManager[object]:
+    """What a replica migrating at this moment holds: the advisory lock, or the lock file."""
+    with project.imported():
+        guards = importlib.import_module(f"{project.program_name}.migration_guards")
+        key = guards.ADVISORY_LOCK_KEY
+    url = sa.make_url(project.database_url)
+    if url.get_backend_name() == "sqlite":
+        return FileLock(f"{Path(str(url.database)).resolve()}.lock")
+    return PostgresAdvisoryLock(project.database_url, key)
+
+
+class PostgresAdvisoryLock(AbstractContextManager[object]):
+    def __init__(self, url: str, key: int) -> None:
+        self.engine = sa.create_engine(url, poolclass=sa.NullPool)
+        self.key = key
+
+    def __enter__(self) -> object:
+        self.connection = self.engine.connect()
+        self.connection.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": self.key})
+        self.connection.commit()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.connection.close()  # the session's lock goes with it
+        self.engine.dispose()
+
+
+def test_create_schema_waits_for_a_migration_holding_the_lock(project: Project) -> None:
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            create_schema(project)
+        except BaseException as error:  # reported by the test below
+            errors.append(error)
+
+    with hold_the_migration_lock(project):
+        worker = threading.Thread(target=run)
+        worker.start()
+        time.sleep(0.7)
+        assert worker.is_alive()  # waiting for the lock...
+        assert project.tables() == set()  # ...before it looked at the database
+    worker.join(timeout=30)
+    assert not worker.is_alive() and errors == []
+    assert project.version_rows() == head(project)
+
+
+def test_db_create_schema_on_the_command_line(project: Project) -> None:
+    project.db("create_schema")
+    assert project.version_rows() == head(project)
+
+    refused = project.db("create_schema", check=False)
+
+    assert refused.returncode == 255
+    lines = refused.stderr.strip().splitlines()
+    assert lines[-1].startswith("FAILED: The database "), refused.stderr
+    assert lines[-1].endswith(f"with `python -m {project.program_name} db upgrade head`.")
+    assert "create_schema" in project.db("--help").stdout
+
+
+# -- the rendered equality test catches models and revisions that disagree ------------
+
+
+def equality_test(project: Project) -> Callable[[], None]:
+    """The project's own equality test, run here on its database (call inside imported())."""
+
+    def load(name: str) -> ModuleType:
+        path = project.path / "tests" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(f"rendered_{name}", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    conftest, tests = load("conftest"), load("test_create_schema")
+    url = project.database_url
+
+    def run() -> None:
+        engine = conftest.create_db_engine(sa.make_url(url))
+        try:
+            tests.test_create_schema_builds_what_the_revisions_build(
+                url, lambda: conftest.wipe(engine)
+            )
+        finally:
+            engine.dispose()
+
+    return run
+
+
+def equality_failure(project: Project) -> str:
+    with project.imported():
+        with pytest.raises(pytest.fail.Exception) as failed:
+            equality_test(project)()
+    return str(failed.value)
+
+
+def test_the_equality_test_passes_when_models_and_revisions_agree(project: Project) -> None:
+    with project.imported():
+        equality_test(project)()
+    assert project.tables() == {"item", "alembic_version"}  # the create_schema database
+
+
+def test_a_constraint_renamed_by_hand_in_a_revision_is_shown(project: Project) -> None:
+    (revision,) = project.versions()
+    revision.write_text(revision.read_text().replace("op.f('uq_item_name')", "'item_name_key'"))
+
+    failure = equality_failure(project)
+
+    assert "builds another schema than replaying every revision" in failure
+    renamed = "  table item, unique constraint item_name_key\n    revisions:     column_names=['name']"
+    assert renamed in failure
+    assert failure.split(renamed)[1].splitlines()[1] == "    create_schema: (none)"
+    named = "  table item, unique constraint uq_item_name\n    revisions:     (none)\n"
+    assert named + "    create_schema: column_names=['name']" in failure
+    assert " index " not in failure  # PostgreSQL's index of the constraint is not repeated
+
+
+def test_a_server_default_changed_only_in_the_models_is_shown(project: Project) -> None:
+    project.replace_in_models('server_default="draft"', 'server_default="new"')
+
+    failure = equality_failure(project)
+
+    assert "  table item, column status, server default\n    revisions:     'draft'" in failure
+    assert "\n    create_schema: 'new'" in failure
+    assert "If test_models_match_migrations fails too, generate the revision" in failure
+
+
+def test_a_column_type_changed_only_in_a_revision_is_shown(project: Project) -> None:
+    (revision,) = project.versions()
+    text = revision.read_text()
+    assert "sa.Column('name', sa.String(length=100)" in text
+    revision.write_text(text.replace("sa.String(length=100)", "sa.String(length=250)"))
+
+    failure = equality_failure(project)
+
+    assert "  table item, column name\n" in failure
+    assert "type=VARCHAR(250)" in failure.split("table item, column name\n")[1].splitlines()[0]
+    assert "type=VARCHAR(100)" in failure.split("table item, column name\n")[1].splitlines()[1]
