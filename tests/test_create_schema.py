@@ -168,7 +168,11 @@ def test_create_schema_waits_for_a_migration_holding_the_lock(project: Project) 
     assert project.version_rows() == head(project)
 
 
-def test_db_create_schema_on_the_command_line(project: Project) -> None:
+def test_db_create_schema_on_the_command_line(new_project: NewProject) -> None:
+    """What the command line adds (the backends are the tests' above): output, exit status."""
+    project = new_project()
+    project.autogenerate("create item")
+
     project.db("create_schema")
     assert project.version_rows() == head(project)
 
@@ -230,7 +234,9 @@ def test_a_constraint_renamed_by_hand_in_a_revision_is_shown(project: Project) -
     failure = equality_failure(project)
 
     assert "builds another schema than replaying every revision" in failure
-    renamed = "  table item, unique constraint item_name_key\n    revisions:     column_names=['name']"
+    renamed = (
+        "  table item, unique constraint item_name_key\n    revisions:     column_names=['name']"
+    )
     assert renamed in failure
     assert failure.split(renamed)[1].splitlines()[1] == "    create_schema: (none)"
     named = "  table item, unique constraint uq_item_name\n    revisions:     (none)\n"

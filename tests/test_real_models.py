@@ -326,6 +326,7 @@ def test_real_models_migrate_the_first_time(zoo: Project, request: pytest.Fixtur
     suite = zoo.own_tests("-q", python=sys.executable, **test_url_env)
     assert suite.returncode == 0, suite.stdout + suite.stderr
     assert " passed" in suite.stdout and "failed" not in suite.stdout
+    assert_no_password(suite)  # the test database's URL holds the awkward password
     assert zoo.with_database(test_url).tables() == set()  # the suite wiped its database
 
     # Down to nothing, and up again.

@@ -23,7 +23,6 @@ import sqlalchemy as sa
 import yaml
 from conftest import NewProject
 from harness import ROOT
-from harness.database import assert_no_password
 from harness.postgres import PostgresCluster
 from harness.project import Project, Renderer, revision_id
 from harness.venv import make_venv
@@ -132,19 +131,6 @@ def test_own_suite_passes_on_the_pytest_of_this_repository(new_project: NewProje
     assert f"pytest-{pytest.__version__}" in result.stdout
     assert "copier-" in result.stdout.split("plugins:")[1].splitlines()[0]
     assert_all_passed(result)
-
-
-@uses_the_venv
-@pytest.mark.postgres
-def test_own_suite_passes_on_postgresql(project: Project, pg_url: str) -> None:
-    result = own_tests(project, **{f"{PROGRAM.upper()}_TEST_DATABASE_URL": pg_url})
-    assert_all_passed(result)
-    assert_no_password(result)
-    engine = sa.create_engine(pg_url, poolclass=sa.NullPool)
-    try:
-        assert sa.inspect(engine).get_table_names() == []  # the suite wiped its database
-    finally:
-        engine.dispose()
 
 
 @uses_the_venv
