@@ -1,47 +1,39 @@
-"""Benchmark: wall time of 8 concurrent ``alembic upgrade head`` versus 1, same fresh database.
+"""Benchmark: what the migration lock costs when replicas upgrade one database together.
 
 Run it from the repository root (it is not a test; nothing asserts on timings):
 
     uv run python benchmarks/concurrent_upgrade.py                 # 5 repetitions, 8 processes
     uv run python benchmarks/concurrent_upgrade.py --repeat 10 --processes 4
 
-It renders the template once (``database=sqlite``, package ``bench``) with a
-history of six hand-written revisions, then, for SQLite and (when the server
-binaries are installed) a throwaway PostgreSQL server from
-tests/postgres_cluster.py, repeats side by side, each on a fresh database:
+It renders the template once (package ``bench``) with a history of six
+hand-written revisions, then, on SQLite and (when the server binaries are
+installed) a throwaway PostgreSQL server, repeats side by side:
 
-- one ``python -m alembic upgrade head``;
-- N of them released together at a barrier (tests/start_together.py), racing
-  for the migration lock: the first applies the history, the others wait,
-  then find the database at head.
+- **racing**: N ``python -m alembic upgrade head`` on one fresh database,
+  released together at a barrier (tests/harness/start_together.py): the
+  first to take the lock applies the history, the others wait for it, then
+  find the database at head;
+- **no lock waits**: the same N processes, the same work, but each on its
+  own database: one fresh (it applies the history), the others already at
+  head (they find nothing to do), so nobody waits for anybody.
 
-Two times are reported, as medians: "launch" (from starting the processes to
-the last exit, Python start-up included: what replicas starting together
-see) and "race" (from the barrier to the last exit: the lock and the
-migrations alone), with the ratio N-concurrent / single for each.
+Both do the same CPU work (N interpreters, one history applied); what
+differs is only the waiting, so the ratio racing / no-waits is what the lock
+costs.  Times are medians from the release to the last exit.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
-import time
-import uuid
-import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import textwrap
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-from conftest import Service, clean_environ  # noqa: E402
-from migration_helpers import write_revision  # noqa: E402
-from postgres_cluster import PostgresCluster, find_pg_bindir  # noqa: E402
-from start_together import run_together  # noqa: E402
+from common import FreshUrl, median, postgres_databases, render, sqlite_databases
+from harness.project import clean_environ
+from harness.start_together import run_together
 
 HISTORY = [
     (
@@ -90,70 +82,65 @@ HISTORY = [
 ]
 
 
-def render(base: Path) -> Service:
-    from copier import run_copy
-    from copier.errors import DirtyLocalWarning
-
-    # Uncommitted template changes are what a developer wants to measure.
-    warnings.simplefilter("ignore", DirtyLocalWarning)
-    data = {"program_name": "bench", "author_name": "Bench Mark", "database": "sqlite"}
-    destination = base / "bench"
-    run_copy(str(ROOT), destination, data=data, defaults=True, quiet=True, vcs_ref="HEAD")
-    service = Service(path=destination, program_name="bench", env=clean_environ(base / "home"))
+def write_history(project: Path) -> None:
+    versions = project / "bench" / "migrations" / "versions"
     previous = None
     for number, (message, upgrade) in enumerate(HISTORY, start=1):
         revision = f"{number:04d}"
-        write_revision(service, revision, previous, f"# {message}\n{upgrade}")
+        (versions / f"{revision}.py").write_text(
+            f'"""{message}"""\n\nimport sqlalchemy as sa\nfrom alembic import op\n\n'
+            f"revision = {revision!r}\ndown_revision = {previous!r}\n"
+            "branch_labels = None\ndepends_on = None\n\n\n"
+            "def upgrade() -> None:\n"
+            + textwrap.indent(textwrap.dedent(upgrade).strip(), "    ")
+            + "\n\n\ndef downgrade() -> None:\n    pass\n"
+        )
         previous = revision
-    return service
 
 
-def measure(service: Service, url: str, processes: int) -> tuple[float, float]:
-    """Upgrade ``url`` with ``processes`` racing upgrades: (launch, race) seconds."""
-    env = {**service.env, service.url_env: url}
-    commands = [["-m", "alembic", "upgrade", "head"]] * processes
-    launched = time.monotonic()
-    results, race = run_together(service.python, commands, cwd=service.path, env=env)
-    launch = time.monotonic() - launched
-    failed = [r for r in results if r.returncode != 0]
-    if failed:
-        raise SystemExit(f"an upgrade failed:\n{failed[0].stdout}{failed[0].stderr}")
-    return launch, race
+class Race:
+    """N upgrades released together, each given its database URL."""
+
+    def __init__(self, project: Path, base: Path, processes: int) -> None:
+        self.project, self.processes = project, processes
+        self.env = clean_environ(base / "home")
+        self.env["PYTHONDONTWRITEBYTECODE"] = "0"  # a deployed service has its bytecode
+        self.url_env = "BENCH_DATABASE_URL"
+
+    def run(self, urls: list[str]) -> float:
+        """Seconds from the release to the last exit."""
+        commands = [["-m", "alembic", "upgrade", "head"]] * len(urls)
+        envs = [{self.url_env: url} for url in urls]
+        results, seconds = run_together(
+            sys.executable, commands, cwd=self.project, env=self.env, envs=envs
+        )
+        failed = [r for r in results if r.returncode != 0]
+        if failed:
+            raise SystemExit(f"an upgrade failed:\n{failed[0].stdout}{failed[0].stderr}")
+        return seconds
+
+    def at_head(self, fresh_url: FreshUrl, count: int) -> list[str]:
+        """``count`` databases already at head (upgraded one after the other, untimed)."""
+        urls = [fresh_url() for _ in range(count)]
+        for url in urls:
+            self.run([url])
+        return urls
 
 
-def benchmark(
-    name: str, service: Service, fresh_url: Callable[[], str], repeat: int, processes: int
-) -> None:
-    single: list[tuple[float, float]] = []
-    many: list[tuple[float, float]] = []
-    measure(service, fresh_url(), 1)  # warm-up: .pyc files, page cache
+def benchmark(name: str, race: Race, fresh_url: FreshUrl, repeat: int) -> None:
+    others = race.processes - 1
+    racing: list[float] = []
+    no_waits: list[float] = []
+    race.run([fresh_url()] * race.processes)  # warm-up: bytecode, page cache
+    at_head = race.at_head(fresh_url, others)  # `upgrade head` leaves them there
     for _ in range(repeat):  # interleaved, so that load changes hit both alike
-        single.append(measure(service, fresh_url(), 1))
-        many.append(measure(service, fresh_url(), processes))
-    print(f"\n{name}: {len(HISTORY)} revisions, {repeat} repetitions, medians")
-    print(f"  {'':8}{'1 upgrade':>12}{f'{processes} concurrent':>16}{'ratio':>8}")
-    for index, label in enumerate(("launch", "race")):
-        one = statistics.median(t[index] for t in single)
-        all_ = statistics.median(t[index] for t in many)
-        print(f"  {label:8}{one:>11.2f}s{all_:>15.2f}s{all_ / one:>8.2f}")
-
-
-@contextmanager
-def postgres(base: Path) -> Iterator[Callable[[], str] | None]:
-    bindir = find_pg_bindir()
-    if bindir is None:
-        print("\nPostgreSQL: skipped (no server binaries; see .ci/install-postgres.sh)")
-        yield None
-        return
-    with PostgresCluster.start(base / "pg", bindir) as cluster:
-
-        def fresh_url() -> str:
-            name = f"bench_{uuid.uuid4().hex[:8]}"
-            cluster.create_role(name, "bench-password")
-            cluster.create_database(name, owner=name)
-            return cluster.url_for(name, user=name, password="bench-password")
-
-        yield fresh_url
+        racing.append(race.run([fresh_url()] * race.processes))
+        no_waits.append(race.run([fresh_url(), *at_head]))
+    one, other = median(racing), median(no_waits)
+    print(f"\n{name}: {len(HISTORY)} revisions, {race.processes} processes, {repeat} repetitions")
+    print(f"  racing for one database     {one:6.2f}s")
+    print(f"  no lock waits (own ones)    {other:6.2f}s")
+    print(f"  ratio                       {one / other:6.2f}")
 
 
 def main() -> None:
@@ -164,15 +151,13 @@ def main() -> None:
     print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
     with tempfile.TemporaryDirectory(prefix="bench-upgrade-") as tmp:
         base = Path(tmp)
-        service = render(base)
-
-        def fresh_sqlite() -> str:
-            return f"sqlite:///{base / f'{uuid.uuid4().hex[:8]}.sqlite'}"
-
-        benchmark("SQLite", service, fresh_sqlite, options.repeat, options.processes)
-        with postgres(base) as fresh_pg:
+        project = render(base / "bench", "bench")
+        write_history(project)
+        race = Race(project, base, options.processes)
+        benchmark("SQLite", race, sqlite_databases(base), options.repeat)
+        with postgres_databases(base) as fresh_pg:
             if fresh_pg is not None:
-                benchmark("PostgreSQL", service, fresh_pg, options.repeat, options.processes)
+                benchmark("PostgreSQL", race, fresh_pg, options.repeat)
 
 
 if __name__ == "__main__":

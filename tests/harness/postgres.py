@@ -52,6 +52,10 @@ SETTINGS = {
 }
 
 
+#: What SETTINGS gives up for speed: a server's durability, off in tests.
+DURABILITY = ("fsync", "synchronous_commit", "full_page_writes")
+
+
 def find_pg_bindir() -> Path | None:
     """Return the directory holding ``initdb`` and ``pg_ctl``, or None if not installed.
 
@@ -110,6 +114,7 @@ class PostgresCluster:
     root_dir: Path  # holds data/, the server log and the Unix socket
     port: int
     run_as: str | None = None  # the system user running the server (when we are root)
+    durable: bool = False  # fsync and synchronous commits on (see start())
     _remove_on_stop: Path | None = field(default=None, repr=False)
 
     @property
@@ -127,8 +132,14 @@ class PostgresCluster:
     # -- lifecycle ---------------------------------------------------------------
 
     @classmethod
-    def start(cls, base_dir: Path, bindir: Path | None = None) -> PostgresCluster:
-        """initdb a new cluster and start it on a free port of 127.0.0.1."""
+    def start(
+        cls, base_dir: Path, bindir: Path | None = None, *, durable: bool = False
+    ) -> PostgresCluster:
+        """initdb a new cluster and start it on a free port of 127.0.0.1.
+
+        Tests want speed (no fsync); ``durable=True`` keeps PostgreSQL's own
+        settings, as a deployed server has them (benchmarks).
+        """
         bindir = bindir or find_pg_bindir()
         if bindir is None:
             raise RuntimeError("PostgreSQL server binaries (initdb, pg_ctl) not found")
@@ -145,7 +156,7 @@ class PostgresCluster:
             user = pwd.getpwnam(run_as)
             os.chown(root_dir, user.pw_uid, user.pw_gid)
 
-        cluster = cls(bindir, root_dir, port=0, run_as=run_as, _remove_on_stop=remove_on_stop)
+        cluster = cls(bindir, root_dir, 0, run_as, durable, _remove_on_stop=remove_on_stop)
         try:
             cluster._initdb()
             for attempt in range(3):
@@ -197,6 +208,9 @@ class PostgresCluster:
         # Writing to the existing files keeps their owner (the server user).
         (self.data_dir / "pg_hba.conf").write_text(PG_HBA)
         settings = dict(SETTINGS)
+        if self.durable:
+            for key in DURABILITY:
+                del settings[key]
         # Unix socket paths are limited to ~107 bytes; TCP is all we need anyway.
         settings["unix_socket_directories"] = (
             str(self.root_dir) if len(str(self.root_dir)) < 80 else ""

@@ -29,10 +29,12 @@ def run_together(
     *,
     cwd: Path,
     env: dict[str, str],
+    envs: Sequence[dict[str, str]] | None = None,
     timeout: float = 300,
 ) -> tuple[list[subprocess.CompletedProcess[str]], float]:
     """Run each ``python -m MODULE ARGS`` of ``commands``, all released at once.
 
+    ``envs``, one per command, adds to ``env`` (each its own database, say).
     Returns the finished processes, in order, and the seconds from the release
     to the exit of the last one.
     """
@@ -45,7 +47,8 @@ def run_together(
             out, err = (Path(tmp) / f"{number}.{name}" for name in ("out", "err"))
             args = [python, __file__, str(barrier), str(ready), *command[1:]]
             with out.open("w") as stdout, err.open("w") as stderr:
-                process = subprocess.Popen(args, cwd=cwd, env=env, stdout=stdout, stderr=stderr)
+                own_env = {**env, **(envs[number] if envs is not None else {})}
+                process = subprocess.Popen(args, cwd=cwd, env=own_env, stdout=stdout, stderr=stderr)
             started.append((args, process, ready, out, err))
 
         deadline = time.monotonic() + timeout

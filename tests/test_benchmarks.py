@@ -1,0 +1,38 @@
+"""The benchmarks still run against today's template (their timings are not tested).
+
+A benchmark nobody runs rots silently: these run each one's setup, small.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from harness import ROOT
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import concurrent_upgrade  # noqa: E402
+import fresh_database  # noqa: E402
+from common import render, sqlite_databases  # noqa: E402
+from harness.database import query  # noqa: E402
+
+
+def test_the_fresh_database_history_builds_the_same_schema_both_ways(tmp_path: Path) -> None:
+    # Nine revisions: two tables and a third begun (every kind of step, a partial table).
+    service = fresh_database.Service(tmp_path, 9)
+    service.check_equality(sqlite_databases(tmp_path))  # exits, naming the differences
+    versions = sorted((service.path / "bench9" / "migrations" / "versions").glob("r*.py"))
+    assert [path.stem for path in versions] == [f"r{n:04d}" for n in range(1, 10)]
+
+
+def test_the_concurrency_benchmark_races_for_one_database(tmp_path: Path) -> None:
+    project = render(tmp_path / "bench", "bench")
+    concurrent_upgrade.write_history(project)
+    race = concurrent_upgrade.Race(project, tmp_path, processes=2)
+    url = sqlite_databases(tmp_path)()
+
+    race.run([url, url])
+
+    assert query(url, "SELECT version_num FROM alembic_version") == [("0006",)]
+    assert query(url, "SELECT count(*) FROM customer") == [(200,)]  # seeded once
