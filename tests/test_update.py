@@ -491,6 +491,8 @@ def test_update_recreates_a_deleted_models_py(
 ) -> None:
     """Copier recreates a deleted `_skip_if_exists` file; a models/ package still wins.
 
+    (The example model's test, written by the first copy only, stays deleted.)
+
     A user who turns models.py into a package sees the recreated file in the
     update's `git status` and deletes it again; until then Python imports the
     package, so migrations keep working.
@@ -500,12 +502,14 @@ def test_update_recreates_a_deleted_models_py(
     package_init.parent.mkdir()
     project.models.rename(package_init)
     edit(package_init, replace('__tablename__ = "item"', '__tablename__ = "product"'))
+    (project.path / "tests" / "test_models.py").unlink()  # it tested the example model
     project.commit("models.py becomes a package")
     release_v1_1_0(template_repo)
 
     project.update()
 
     assert project.changed()["catalog/models.py"] == "??"
+    assert not (project.path / "tests" / "test_models.py").exists()  # a first copy's only
     assert (
         project.models.read_bytes()
         == new_project("catalog", git_init=False, vcs_ref="v1.1.0").models.read_bytes()
@@ -566,6 +570,8 @@ def test_a_service_from_the_first_release_updates_without_conflicts(
     expected["README.md"] += RUNBOOK.encode()
     expected["inventory/models.py"] = models
     expected[revision.relative_to(project.path).as_posix()] = revisions[revision]
+    # The example model's test is a first copy's only: this service's models moved on.
+    del expected["tests/test_models.py"]
     assert project.files() == expected
     assert "inventory/migration_guards.py" in expected
     assert_migrations_still_work(project, fresh_database=True)
