@@ -64,5 +64,13 @@ def postgres_databases(base: Path) -> Iterator[FreshUrl | None]:
         yield fresh_url
 
 
+def backends(base: Path) -> Iterator[tuple[str, FreshUrl]]:
+    """Each backend's name and ``fresh_url``: SQLite, then PostgreSQL when installed."""
+    yield "SQLite", sqlite_databases(base)
+    with postgres_databases(base) as fresh_pg:
+        if fresh_pg is not None:
+            yield "PostgreSQL", fresh_pg
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)

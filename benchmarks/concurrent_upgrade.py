@@ -31,7 +31,7 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-from common import FreshUrl, median, postgres_databases, render, sqlite_databases
+from common import FreshUrl, backends, median, render
 from harness.project import clean_environ
 from harness.start_together import run_together
 
@@ -154,10 +154,8 @@ def main() -> None:
         project = render(base / "bench", "bench")
         write_history(project)
         race = Race(project, base, options.processes)
-        benchmark("SQLite", race, sqlite_databases(base), options.repeat)
-        with postgres_databases(base) as fresh_pg:
-            if fresh_pg is not None:
-                benchmark("PostgreSQL", race, fresh_pg, options.repeat)
+        for name, fresh_url in backends(base):
+            benchmark(name, race, fresh_url, options.repeat)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
-from common import FreshUrl, median, postgres_databases, render, sqlite_databases
+from common import FreshUrl, backends, median, render
 
 MODELS_HEAD = "class Item(Base):"
 
@@ -230,10 +230,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-fresh-") as tmp:
         base = Path(tmp)
         services = [Service(base, count) for count in options.revisions]
-        benchmark("SQLite", services, sqlite_databases(base), options.repeat)
-        with postgres_databases(base) as fresh_pg:
-            if fresh_pg is not None:
-                benchmark("PostgreSQL", services, fresh_pg, options.repeat)
+        for name, fresh_url in backends(base):
+            benchmark(name, services, fresh_url, options.repeat)
 
 
 if __name__ == "__main__":
