@@ -244,14 +244,18 @@ class Project:
         for module in [m for m in sys.modules if m == name or m.startswith(f"{name}.")]:
             del sys.modules[module]
 
-    def command(self, name: str, *args: Any, **kwargs: Any) -> Output:
+    def command(
+        self, name: str, *args: Any, attributes: dict[str, Any] | None = None, **kwargs: Any
+    ) -> Output:
         """Run ``alembic.command.<name>`` on the project's alembic.ini, as ``alembic`` would.
 
+        ``attributes`` go to ``config.attributes`` (a Connection handed over).
         Returns what the command printed, and what Alembic logged (INFO and up).
         """
         stdout, log = io.StringIO(), io.StringIO()
         config = Config(str(self.path / "alembic.ini"), output_buffer=stdout, stdout=stdout)
         config.attributes["configure_logger"] = False  # pytest owns this process's logging
+        config.attributes.update(attributes or {})
         handler = logging.StreamHandler(log)
         handler.setFormatter(logging.Formatter("%(levelname)-5.5s [%(name)s] %(message)s"))
         logger = logging.getLogger("alembic")
