@@ -238,6 +238,11 @@ def steps(data: dict[str, Any]) -> list[dict[str, Any]]:
     return [step for job in data["jobs"].values() for step in job["steps"]]
 
 
+def migrate_step(data: dict[str, Any]) -> dict[str, Any]:
+    (step,) = [step for step in steps(data) if "db upgrade head" in step.get("run", "")]
+    return step
+
+
 @pytest.mark.parametrize(
     "answers", [{"program_name": PROGRAM}, OTHER_ANSWERS], ids=["default", "other"]
 )
@@ -271,6 +276,14 @@ def test_the_workflow_keeps_its_expressions_and_runs_every_check(
         f"python -m {service.program_name} db check",
     ):
         assert command in runs
+    # PostgreSQL projects lint their migrations before applying them (squawk).
+    lint = [step for step in steps(data) if "db lint" in step.get("run", "")]
+    if answers.get("database") == "postgresql":
+        (lint_step,) = lint
+        assert lint_step["run"] == f"python -m {service.program_name} db lint"
+        assert steps(data).index(lint_step) < steps(data).index(migrate_step(data))
+    else:
+        assert lint == []
     env_of = {key: step for step in steps(data) for key in step.get("env", {})}
     prefix = service.program_name.upper()
     assert env_of[f"{prefix}_TEST_DATABASE_URL"]["run"] == "pytest"

@@ -1,0 +1,145 @@
+"""``db lint`` flags the migrations that would stall a busy PostgreSQL database.
+
+Unsafe revisions are flagged, each finding with the revision file it comes
+from; the safe patterns the rendered README teaches ("Deploying without
+downtime") pass the linter as written there, and apply for real.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import textwrap
+
+import pytest
+import sqlalchemy as sa
+from conftest import NewProject
+from harness.database import query
+from harness.project import Project, revision_id
+
+# One unsafe operation per revision, and the squawk rule it must trigger.
+UNSAFE = {
+    "add_required": (
+        'op.add_column("item", sa.Column("sku", sa.String(40), nullable=False))',
+        "adding-required-field",
+    ),
+    "index": (
+        'op.create_index("ix_item_created_at", "item", ["created_at"])',
+        "require-concurrent-index-creation",
+    ),
+    "type": (
+        'op.alter_column("item", "name", type_=sa.String(200), existing_type=sa.String(100))',
+        "changing-column-type",
+    ),
+    "rename_column": (
+        'op.alter_column("item", "created_at", new_column_name="added_at")',
+        "renaming-column",
+    ),
+    "rename_table": ('op.rename_table("item", "product")', "renaming-table"),
+    "foreign_key": (
+        'op.add_column("product", sa.Column("parent_id", sa.Integer()))\n'
+        'op.create_foreign_key("fk_product_parent", "product", "product", ["parent_id"], ["id"])',
+        "constraint-missing-not-valid",
+    ),
+}
+
+
+def write_revisions(project: Project, bodies: dict[str, str]) -> dict[str, str]:
+    """Chain one revision per body after the project's head: {name: its file, relative}."""
+    down = revision_id(project.versions()[-1])
+    written = {}
+    for name, body in bodies.items():
+        path = project.package / "migrations" / "versions" / f"{name}.py"
+        path.write_text(
+            f'"""{name}."""\n\nimport sqlalchemy as sa\nfrom alembic import op\n\n'
+            f"revision = {name!r}\ndown_revision = {down!r}\n"
+            "branch_labels = None\ndepends_on = None\n\n\n"
+            f"{body.strip()}\n\n\ndef downgrade() -> None:\n    pass\n"
+        )
+        written[name] = path.relative_to(project.path).as_posix()
+        down = name
+    return written
+
+
+def upgrade_of(code: str) -> str:
+    return "def upgrade() -> None:\n" + textwrap.indent(code, "    ")
+
+
+def test_unsafe_migrations_are_flagged_with_their_revision_files(new_project: NewProject) -> None:
+    # A SQLite project: the SQL is rendered for PostgreSQL all the same, no server needed.
+    project = new_project()
+    first = project.autogenerate("create item")
+    files = write_revisions(project, {name: upgrade_of(code) for name, (code, _) in UNSAFE.items()})
+
+    result = project.db("lint", "base:head", check=False)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    for name, (_, rule) in UNSAFE.items():
+        assert re.search(rf"^{re.escape(files[name])}: {rule}: ", result.stdout, re.M), (
+            name,
+            result.stdout,
+        )
+    assert first.name not in result.stdout  # creating a table stalls nobody
+    assert "fk_product_parent FOREIGN KEY(parent_id)" in result.stdout  # the statement shown
+    assert re.search(r"^\d+ findings in 6 of 7 revisions\. ", result.stdout, re.M)
+    assert "# squawk-ignore: RULE -- why" in result.stdout
+    assert result.stderr == ""
+
+
+def readme_revisions(project: Project) -> dict[str, str]:
+    """The revisions the rendered README's "Deploying without downtime" shows, in order."""
+    readme = (project.path / "README.md").read_text()
+    section = readme.split("## Deploying without downtime")[1].split("\n## ")[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+    revisions = [block for block in blocks if "def upgrade" in block]
+    return {f"safe_{number:02d}": block for number, block in enumerate(revisions, start=1)}
+
+
+def lint(project: Project, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """``python -m <package> db lint`` in this process: exit status and output."""
+    capsys.readouterr()
+    with project.imported():
+        main = importlib.import_module(f"{project.program_name}.__main__").main
+        status = main(["db", "lint"], prog=f"python -m {project.program_name}")
+    return status, capsys.readouterr().out
+
+
+def test_the_readme_safe_patterns_pass_the_linter_and_apply(
+    new_project: NewProject, backend_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = new_project(database_url=backend_url)
+    project.autogenerate("create item")
+    project.command("upgrade", "head")
+    engine = project.engine()
+    with engine.begin() as connection:
+        connection.execute(sa.text("INSERT INTO item (name) VALUES ('kettle'), ('teapot')"))
+    revisions = readme_revisions(project)
+    assert len(revisions) == 9
+    write_revisions(project, revisions)
+
+    status, output = lint(project, capsys)  # the nine pending ones
+
+    assert (status, output) == (0, "9 revisions linted for PostgreSQL: no findings.\n")
+    project.command("upgrade", "head")
+    rows = query(project.database_url, "SELECT title, sku, parent_id FROM item ORDER BY id")
+    assert rows == [("kettle", "item-1", None), ("teapot", "item-2", None)]
+    columns = {c["name"]: c for c in sa.inspect(engine).get_columns("item")}
+    assert "name" not in columns and columns["sku"]["nullable"] is False
+    assert [fk["name"] for fk in sa.inspect(engine).get_foreign_keys("item")] == [
+        "fk_item_parent_id_item"
+    ]
+    assert "ix_item_created_at" in {i["name"] for i in sa.inspect(engine).get_indexes("item")}
+    assert sa.inspect(engine).get_check_constraints("item") == []
+    if engine.dialect.name == "postgresql":
+        # Built concurrently and valid; the NOT VALID constraint validated.
+        assert query(
+            project.database_url,
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = 'ix_item_created_at'::regclass",
+        ) == [(True,)]
+        assert query(
+            project.database_url,
+            "SELECT convalidated FROM pg_constraint WHERE conname = 'fk_item_parent_id_item'",
+        ) == [(True,)]
+    engine.dispose()
+    status, output = lint(project, capsys)
+    assert status == 0 and output.startswith("No revision to lint: the database is at head.")
