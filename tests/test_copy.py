@@ -30,6 +30,7 @@ EXPECTED_FILES = {
     "{pkg}/models.py",
     "{pkg}/py.typed",
     "{pkg}/column_types.py",
+    "{pkg}/migration_lint.py",
     "{pkg}/migrations/README",
     "{pkg}/migrations/env.py",
     "{pkg}/migrations/script.py.mako",
