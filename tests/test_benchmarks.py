@@ -16,6 +16,7 @@ import concurrent_upgrade  # noqa: E402
 import fresh_database  # noqa: E402
 from common import render, sqlite_databases  # noqa: E402
 from harness.database import query  # noqa: E402
+from harness.project import Project  # noqa: E402
 
 
 def test_the_fresh_database_history_builds_the_same_schema_both_ways(tmp_path: Path) -> None:
@@ -26,13 +27,14 @@ def test_the_fresh_database_history_builds_the_same_schema_both_ways(tmp_path: P
     assert [path.stem for path in versions] == [f"r{n:04d}" for n in range(1, 10)]
 
 
-def test_the_concurrency_benchmark_races_for_one_database(tmp_path: Path) -> None:
+def test_the_concurrency_benchmarks_history_applies_once(tmp_path: Path) -> None:
     project = render(tmp_path / "bench", "bench")
     concurrent_upgrade.write_history(project)
-    race = concurrent_upgrade.Race(project, tmp_path, processes=2)
+    race = concurrent_upgrade.Race(project, tmp_path, processes=8)
     url = sqlite_databases(tmp_path)()
+    bench = Project(project, "bench", {**race.env, race.url_env: url})
 
-    race.run([url, url])
+    bench.command("upgrade", "head")  # in this process (tests/test_concurrency.py races)
 
     assert query(url, "SELECT version_num FROM alembic_version") == [("0006",)]
     assert query(url, "SELECT count(*) FROM customer") == [(200,)]  # seeded once

@@ -160,7 +160,7 @@ def test_create_schema_waits_for_a_migration_holding_the_lock(project: Project) 
     with hold_the_migration_lock(project):
         worker = threading.Thread(target=run)
         worker.start()
-        time.sleep(0.7)
+        time.sleep(0.4)
         assert worker.is_alive()  # waiting for the lock...
         assert project.tables() == set()  # ...before it looked at the database
     worker.join(timeout=30)

@@ -134,7 +134,7 @@ def test_the_timeouts_hold_in_each_migration_and_nowhere_else(
 
 def test_a_replica_waiting_for_the_migration_lock_is_not_cut_short(service: Project) -> None:
     add_revision(service, ADD_SKU)
-    service.env["SHOP_MIGRATION_LOCK_TIMEOUT"] = "200ms"
+    service.env["SHOP_MIGRATION_LOCK_TIMEOUT"] = "100ms"
     with service.imported():
         from shop.migration_guards import ADVISORY_LOCK_KEY
     engine = sa.create_engine(service.database_url, poolclass=sa.NullPool)
@@ -151,7 +151,7 @@ def test_a_replica_waiting_for_the_migration_lock_is_not_cut_short(service: Proj
 
     waiting = threading.Thread(target=upgrade)
     waiting.start()
-    time.sleep(1.0)  # five lock timeouts
+    time.sleep(0.5)  # five lock timeouts
     assert waiting.is_alive()
     other_replica.close()  # its migration is done: the lock is released
     engine.dispose()
