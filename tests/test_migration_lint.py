@@ -65,11 +65,20 @@ def upgrade_of(code: str) -> str:
     return "def upgrade() -> None:\n" + textwrap.indent(code, "    ")
 
 
+# A data migration that reads rows: its SQL cannot be rendered without a database.
+READS_ROWS = 'ids = op.get_bind().execute(sa.text("SELECT id FROM product")).scalars().all()'
+
+
 def test_unsafe_migrations_are_flagged_with_their_revision_files(new_project: NewProject) -> None:
     # A SQLite project: the SQL is rendered for PostgreSQL all the same, no server needed.
     project = new_project()
     first = project.autogenerate("create item")
-    files = write_revisions(project, {name: upgrade_of(code) for name, (code, _) in UNSAFE.items()})
+    revisions = {name: upgrade_of(code) for name, (code, _) in UNSAFE.items()}
+    revisions["reads_rows"] = upgrade_of(READS_ROWS)
+    revisions["reads_rows_checked"] = (
+        "# squawk-ignore: not-linted -- reads ids only\n" + upgrade_of(READS_ROWS)
+    )
+    files = write_revisions(project, revisions)
 
     result = project.db("lint", "base:head", check=False)
 
@@ -81,7 +90,10 @@ def test_unsafe_migrations_are_flagged_with_their_revision_files(new_project: Ne
         )
     assert first.name not in result.stdout  # creating a table stalls nobody
     assert "fk_product_parent FOREIGN KEY(parent_id)" in result.stdout  # the statement shown
-    assert re.search(r"^\d+ findings in 6 of 7 revisions\. ", result.stdout, re.M)
+    # Not linted, and said so; unless the revision says it was checked by hand.
+    assert f"{files['reads_rows']}: not-linted: AttributeError: " in result.stdout
+    assert "reads_rows_checked" not in result.stdout
+    assert re.search(r"^\d+ findings in 7 of 9 revisions\. ", result.stdout, re.M)
     assert "# squawk-ignore: RULE -- why" in result.stdout
     assert result.stderr == ""
 
@@ -95,13 +107,14 @@ def readme_revisions(project: Project) -> dict[str, str]:
     return {f"safe_{number:02d}": block for number, block in enumerate(revisions, start=1)}
 
 
-def lint(project: Project, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    """``python -m <package> db lint`` in this process: exit status and output."""
+def lint(project: Project, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    """``python -m <package> db lint ARGS`` in this process: exit status and output."""
     capsys.readouterr()
     with project.imported():
         main = importlib.import_module(f"{project.program_name}.__main__").main
-        status = main(["db", "lint"], prog=f"python -m {project.program_name}")
-    return status, capsys.readouterr().out
+        status = main(["db", "lint", *args], prog=f"python -m {project.program_name}")
+    captured = capsys.readouterr()
+    return status, captured.out + captured.err
 
 
 def test_the_readme_safe_patterns_pass_the_linter_and_apply(
@@ -143,3 +156,6 @@ def test_the_readme_safe_patterns_pass_the_linter_and_apply(
     engine.dispose()
     status, output = lint(project, capsys)
     assert status == 0 and output.startswith("No revision to lint: the database is at head.")
+    status, output = lint(project, capsys, "safe_09:safe_01")  # the wrong way round
+    assert status == 255 and output.count("\n") == 1, output
+    assert output.startswith("FAILED: ") and output.rstrip().endswith("see `history`.")
