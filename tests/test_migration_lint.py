@@ -159,3 +159,19 @@ def test_the_readme_safe_patterns_pass_the_linter_and_apply(
     status, output = lint(project, capsys, "safe_09:safe_01")  # the wrong way round
     assert status == 255 and output.count("\n") == 1, output
     assert output.startswith("FAILED: ") and output.rstrip().endswith("see `history`.")
+
+
+def test_pending_revisions_need_the_database_else_one_line_says_how_to_do_without(
+    new_project: NewProject, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = new_project()
+    project.autogenerate("create item")
+    project = project.with_database("sqlite:////no/such/folder/app.db")
+
+    status, output = lint(project, capsys)
+
+    assert status == 255 and output.count("\n") == 1, output
+    assert output.startswith("FAILED: Cannot connect to the database sqlite:////no/such/folder")
+    assert output.rstrip().endswith(
+        "(Or lint without a database, naming the revisions: `python -m shop db lint base:head`.)"
+    )
