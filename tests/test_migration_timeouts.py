@@ -176,3 +176,21 @@ def test_a_timeout_that_is_not_a_duration_is_refused_before_anything_runs(
         "it for the default, 5s."
     )
     assert service.version_rows() == [first]
+
+
+def test_inside_the_applications_own_transaction_its_settings_come_back(
+    service: Project,
+) -> None:
+    add_revision(service, RECORD_SETTINGS)
+    engine = sa.create_engine(service.database_url, poolclass=sa.NullPool)
+    try:
+        with engine.connect() as connection:
+            connection.execute(sa.text("SET LOCAL lock_timeout = '42s'"))  # begins its transaction
+            service.command("upgrade", "head", attributes={"connection": connection})
+            assert connection.in_transaction()  # still the application's, not committed
+            seen = connection.execute(sa.text("SELECT lock_timeout FROM seen")).scalar()
+            after = connection.execute(sa.text("SHOW lock_timeout")).scalar()
+            connection.commit()
+    finally:
+        engine.dispose()
+    assert (seen, after) == ("5s", "42s")
