@@ -17,9 +17,11 @@ installed) a throwaway PostgreSQL server, repeats side by side:
   own database: one fresh (it applies the history), the others already at
   head (they find nothing to do), so nobody waits for anybody.
 
-Both do the same CPU work (N interpreters, one history applied); what
-differs is only the waiting, so the ratio racing / no-waits is what the lock
-costs.  Times are medians from the release to the last exit.
+Both do the same CPU work (N processes, one history applied); what differs
+is only the waiting, so the ratio racing / no-waits is what the lock costs.
+The N processes are forked from one interpreter that did the imports, so
+the race is not drowned in N Python start-ups.  Times are medians from the
+release to the last exit.
 """
 
 from __future__ import annotations
