@@ -94,7 +94,7 @@ def test_a_database_that_is_not_empty_is_refused_and_left_as_it_was(
             connection.execute(sa.text("CREATE TABLE legacy (id INTEGER PRIMARY KEY)"))
             connection.execute(sa.text("INSERT INTO legacy (id) VALUES (1)"))
         engine.dispose()
-        found = "has tables legacy"
+        found = "has table legacy"
     before = snapshot(project.database_url)
 
     with pytest.raises(CommandError) as refused:
@@ -264,3 +264,30 @@ def test_a_column_type_changed_only_in_a_revision_is_shown(project: Project) -> 
     assert "  table item, column name\n" in failure
     assert "type=VARCHAR(250)" in failure.split("table item, column name\n")[1].splitlines()[0]
     assert "type=VARCHAR(100)" in failure.split("table item, column name\n")[1].splitlines()[1]
+
+
+@pytest.mark.postgres
+def test_leftovers_in_other_schemas_and_enum_types_count_as_not_empty(
+    new_project: NewProject, pg_url: str
+) -> None:
+    project = new_project(database_url=pg_url)
+    project.add_to_models(
+        "class Archived(Base):\n"
+        "    __tablename__ = 'archived'\n"
+        "    __table_args__ = {'schema': 'archive'}\n\n"
+        "    id: Mapped[int] = mapped_column(primary_key=True)\n"
+    )
+    project.autogenerate("create item and archive.archived")
+    engine = project.engine()
+    with engine.begin() as connection:
+        connection.execute(sa.text("CREATE SCHEMA archive"))
+        connection.execute(sa.text("CREATE TABLE archive.archived (old_id INTEGER)"))
+        connection.execute(sa.text("CREATE TYPE mood AS ENUM ('happy')"))
+    engine.dispose()
+    before = snapshot(project.database_url)
+
+    with pytest.raises(CommandError, match="it has table archive.archived, type mood. "):
+        create_schema(project)
+
+    assert snapshot(project.database_url) == before
+    assert project.version_rows() == []

@@ -158,7 +158,10 @@ def test_the_readme_safe_patterns_pass_the_linter_and_apply(
     assert status == 0 and output.startswith("No revision to lint: the database is at head.")
     status, output = lint(project, capsys, "safe_09:safe_01")  # the wrong way round
     assert status == 255 and output.count("\n") == 1, output
-    assert output.startswith("FAILED: ") and output.rstrip().endswith("see `history`.")
+    assert output.rstrip() == (
+        "FAILED: Revision safe_09 is not an ancestor of revision safe_01; "
+        "see `history` for the revisions there are."
+    )
 
 
 def test_pending_revisions_need_the_database_else_one_line_says_how_to_do_without(
@@ -175,3 +178,37 @@ def test_pending_revisions_need_the_database_else_one_line_says_how_to_do_withou
     assert output.rstrip().endswith(
         "(Or lint without a database, naming the revisions: `python -m shop db lint base:head`.)"
     )
+
+
+ADD_REQUIRED = 'op.add_column("item", sa.Column("{}", sa.String(9), nullable=False))'
+
+
+def test_pending_revisions_on_every_branch_each_once_and_the_teams_squawk_config(
+    new_project: NewProject, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = new_project()
+    first = revision_id(project.autogenerate("create item"))
+    versions = project.package / "migrations" / "versions"
+    for name, down, body in [
+        ("b1", first, upgrade_of(ADD_REQUIRED.format("b1"))),
+        ("b2", first, upgrade_of(ADD_REQUIRED.format("b2"))),
+        ("m1", ("b1", "b2"), upgrade_of("pass")),  # their merge
+    ]:
+        (versions / f"{name}.py").write_text(
+            f"import sqlalchemy as sa\nfrom alembic import op\n\nrevision = {name!r}\n"
+            f"down_revision = {down!r}\nbranch_labels = None\ndepends_on = None\n\n\n"
+            f"{body}\n"
+        )
+    project.command("upgrade", "b1")
+    monkeypatch.chdir(project.path)
+
+    status, output = lint(project, capsys)  # b2 and the merge are pending, b1 is applied
+
+    assert status == 1
+    flagged = re.findall(r"^(\S+): adding-required-field: ", output, re.M)
+    assert flagged == [f"{project.program_name}/migrations/versions/b2.py"]  # once, not via m1
+    assert "1 finding in 1 of 2 revisions." in output
+
+    # A team's .squawk.toml (found from the working directory, as squawk finds it) counts.
+    (project.path / ".squawk.toml").write_text('excluded_rules = ["adding-required-field"]\n')
+    assert lint(project, capsys) == (0, "2 revisions linted for PostgreSQL: no findings.\n")

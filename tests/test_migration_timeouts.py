@@ -75,12 +75,23 @@ def test_a_blocked_migration_fails_within_the_lock_timeout_and_changes_nothing(
     assert message == (
         "The migration waited longer than 500ms (SHOP_MIGRATION_LOCK_TIMEOUT) for a lock on "
         "table item, which another session holds, and was rolled back. Retry with "
-        "`alembic upgrade head` once that session is done, or raise "
+        "the same command once that session is done, or raise "
         "SHOP_MIGRATION_LOCK_TIMEOUT (0 waits as long as it takes)."
     )
     assert_no_password(message)
     assert snapshot(service.database_url) == before
     assert service.version_rows() == [first]
+    # The command line names the command to run again.
+    typed = service.db("upgrade", "head", check=False)
+    assert typed.returncode == 255
+    assert (
+        typed.stderr.strip()
+        .splitlines()[-1]
+        .endswith(
+            "Retry with `python -m shop db upgrade head` once that session is done, or raise "
+            "SHOP_MIGRATION_LOCK_TIMEOUT (0 waits as long as it takes)."
+        )
+    )
 
     # Once the other session is done, the same command goes through.
     reader_in_a_long_transaction.rollback()
@@ -100,7 +111,7 @@ def test_a_statement_running_past_the_statement_timeout_is_rolled_back(service: 
     assert str(failed.value) == (
         "A migration statement ran longer than 300ms (SHOP_MIGRATION_STATEMENT_TIMEOUT) and "
         "was rolled back: SELECT pg_sleep(5). Raise SHOP_MIGRATION_STATEMENT_TIMEOUT "
-        "(0 turns it off) and retry with `alembic upgrade head`."
+        "(0 turns it off) and retry with the same command."
     )
     assert "sku" not in service.columns("item")
     assert service.version_rows() == [first]
@@ -190,7 +201,15 @@ def test_inside_the_applications_own_transaction_its_settings_come_back(
             assert connection.in_transaction()  # still the application's, not committed
             seen = connection.execute(sa.text("SELECT lock_timeout FROM seen")).scalar()
             after = connection.execute(sa.text("SHOW lock_timeout")).scalar()
+            # A failure that is not the database's leaves the settings as they were too.
+            with pytest.raises(CommandError, match="is not empty"), service.imported():
+                from shop.migrate import alembic_config, create_schema_with
+
+                config = alembic_config()
+                config.attributes["connection"] = connection
+                create_schema_with(config)
+            after_failure = connection.execute(sa.text("SHOW lock_timeout")).scalar()
             connection.commit()
     finally:
         engine.dispose()
-    assert (seen, after) == ("5s", "42s")
+    assert (seen, after, after_failure) == ("5s", "42s", "42s")
