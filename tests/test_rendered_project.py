@@ -347,6 +347,9 @@ def test_the_workflow_steps_pass_against_a_postgresql_server(
         for suite in ("Test on SQLite", "Test on PostgreSQL"):
             assert "pytest-9.2.0" in outputs[suite]
             assert_all_passed(outputs[suite])
+        # The lint step PostgreSQL projects have: squawk comes with the test extra.
+        lint = project.run(project.python, "-m", PROGRAM, "db", "lint", "base:head")
+        assert lint.stdout.strip() == "1 revision linted for PostgreSQL: no findings."
         head = revision_id(project.versions()[-1])
         assert f"{head} (head)" in outputs["Migrate PostgreSQL to head and check the models match"]
         url = f"postgresql+psycopg://postgres@127.0.0.1:{pg_cluster.port}/{service_db}"
