@@ -30,11 +30,10 @@ import argparse
 import os
 import sys
 import tempfile
-import textwrap
 from pathlib import Path
 
 from common import FreshUrl, backends, median, render
-from harness.project import clean_environ
+from harness.project import Project, clean_environ
 from harness.start_together import run_together
 
 HISTORY = [
@@ -85,18 +84,11 @@ HISTORY = [
 
 
 def write_history(project: Path) -> None:
-    versions = project / "bench" / "migrations" / "versions"
+    bench = Project(project, "bench", env={})
     previous = None
     for number, (message, upgrade) in enumerate(HISTORY, start=1):
         revision = f"{number:04d}"
-        (versions / f"{revision}.py").write_text(
-            f'"""{message}"""\n\nimport sqlalchemy as sa\nfrom alembic import op\n\n'
-            f"revision = {revision!r}\ndown_revision = {previous!r}\n"
-            "branch_labels = None\ndepends_on = None\n\n\n"
-            "def upgrade() -> None:\n"
-            + textwrap.indent(textwrap.dedent(upgrade).strip(), "    ")
-            + "\n\n\ndef downgrade() -> None:\n    pass\n"
-        )
+        bench.write_revision(revision, previous, f"# {message}\n{upgrade}")
         previous = revision
 
 

@@ -30,13 +30,13 @@ import importlib.util
 import os
 import sys
 import tempfile
-import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
 from common import FreshUrl, backends, median, render
+from harness.project import Project
 
 MODELS_HEAD = "class Item(Base):"
 
@@ -133,21 +133,11 @@ def write_history(project: Path, package: str, count: int) -> None:
         head.replace("from sqlalchemy import ", "from sqlalchemy import ForeignKey, ")
         + models_after(count)
     )
-    versions = project / package / "migrations" / "versions"
+    service = Project(project, package, env={})
     previous = None
     for number, (message, upgrade, downgrade) in enumerate(revision_steps(count), start=1):
         revision = f"r{number:04d}"
-        (versions / f"{revision}.py").write_text(
-            f'"""{message}"""\n\n'
-            "import sqlalchemy as sa\nfrom alembic import op\n\n"
-            f"revision = {revision!r}\ndown_revision = {previous!r}\n"
-            "branch_labels = None\ndepends_on = None\n\n\n"
-            "def upgrade() -> None:\n"
-            + textwrap.indent(textwrap.dedent(upgrade).strip(), "    ")
-            + "\n\n\ndef downgrade() -> None:\n"
-            + textwrap.indent(textwrap.dedent(downgrade).strip(), "    ")
-            + "\n"
-        )
+        service.write_revision(revision, previous, f"# {message}\n{upgrade}", downgrade)
         previous = revision
 
 

@@ -24,7 +24,7 @@ def test_the_fresh_database_history_builds_the_same_schema_both_ways(tmp_path: P
     service = fresh_database.Service(tmp_path, 9)
     service.check_equality(sqlite_databases(tmp_path))  # exits, naming the differences
     versions = sorted((service.path / "bench9" / "migrations" / "versions").glob("r*.py"))
-    assert [path.stem for path in versions] == [f"r{n:04d}" for n in range(1, 10)]
+    assert [path.stem for path in versions] == [f"r{n:04d}_handwritten" for n in range(1, 10)]
 
 
 def test_the_concurrency_benchmarks_history_applies_once(tmp_path: Path) -> None:
