@@ -15,17 +15,12 @@ migration lock the race breaks (last test), so these tests can fail.
 
 from __future__ import annotations
 
-import importlib
 import subprocess
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from conftest import NewProject
-from filelock import FileLock
 from harness.database import assert_no_password, query
 from harness.project import Project
 from harness.start_together import run_together
@@ -135,33 +130,9 @@ def test_without_the_lock_the_same_race_breaks(service: Project) -> None:
     assert failed or counts != [(r, 1) for r in REVISIONS], "the unlocked race did not break"
 
 
-@contextmanager
-def migration_lock_held(service: Project) -> Iterator[Callable[[], bool]]:
-    """Hold the service's migration lock, as a replica busy migrating would.
-
-    Yields a function telling whether an upgrade started meanwhile is waiting
-    for the lock after opening its database connection.
-    """
-    if service.database_url.startswith("sqlite"):
-        database = Path(service.database_url.removeprefix("sqlite:///").split("?")[0])
-        with FileLock(f"{database}.lock"):  # "a lock file beside the database"
-            # SQLite creates the file on connect; the lock comes right after.
-            yield database.exists
-        return
-    with service.imported():
-        key = importlib.import_module(f"{service.program_name}.migration_guards").ADVISORY_LOCK_KEY
-    engine = sa.create_engine(service.database_url, poolclass=sa.NullPool)
-    waiting = "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-    with engine.connect() as holder, engine.connect() as observer:
-        holder.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": key})
-        holder.commit()  # a session-level lock outlives the transaction
-        yield lambda: bool(observer.execute(sa.text(waiting)).scalar())
-    engine.dispose()
-
-
 def test_an_upgrade_reads_the_version_table_only_once_it_holds_the_lock(service: Project) -> None:
     """While it waits, another replica brings the database to head: it must see that."""
-    with migration_lock_held(service) as upgrade_is_waiting:
+    with service.migration_lock_held() as upgrade_is_waiting:
         upgrade = subprocess.Popen(
             [service.python, "-m", "alembic", "upgrade", "head"],
             cwd=service.path,

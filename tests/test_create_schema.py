@@ -15,15 +15,12 @@ import importlib.util
 import threading
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 import sqlalchemy as sa
 from alembic.util import CommandError
 from conftest import NewProject
-from filelock import FileLock
 from harness.database import assert_no_password, snapshot
 from harness.project import Project
 
@@ -121,33 +118,6 @@ def test_a_create_schema_that_fails_half_way_leaves_the_database_empty(project: 
     assert project.tables() == set()
 
 
-def hold_the_migration_lock(project: Project) -> AbstractContextManager[object]:
-    """What a replica migrating at this moment holds: the advisory lock, or the lock file."""
-    with project.imported():
-        guards = importlib.import_module(f"{project.program_name}.migration_guards")
-        key = guards.ADVISORY_LOCK_KEY
-    url = sa.make_url(project.database_url)
-    if url.get_backend_name() == "sqlite":
-        return FileLock(f"{Path(str(url.database)).resolve()}.lock")
-    return PostgresAdvisoryLock(project.database_url, key)
-
-
-class PostgresAdvisoryLock(AbstractContextManager[object]):
-    def __init__(self, url: str, key: int) -> None:
-        self.engine = sa.create_engine(url, poolclass=sa.NullPool)
-        self.key = key
-
-    def __enter__(self) -> object:
-        self.connection = self.engine.connect()
-        self.connection.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": self.key})
-        self.connection.commit()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.connection.close()  # the session's lock goes with it
-        self.engine.dispose()
-
-
 def test_create_schema_waits_for_a_migration_holding_the_lock(project: Project) -> None:
     errors: list[BaseException] = []
 
@@ -157,7 +127,7 @@ def test_create_schema_waits_for_a_migration_holding_the_lock(project: Project) 
         except BaseException as error:  # reported by the test below
             errors.append(error)
 
-    with hold_the_migration_lock(project):
+    with project.migration_lock_held():
         worker = threading.Thread(target=run)
         worker.start()
         time.sleep(0.4)

@@ -146,12 +146,6 @@ def test_the_timeouts_hold_in_each_migration_and_nowhere_else(
 def test_a_replica_waiting_for_the_migration_lock_is_not_cut_short(service: Project) -> None:
     add_revision(service, ADD_SKU)
     service.env["SHOP_MIGRATION_LOCK_TIMEOUT"] = "100ms"
-    with service.imported():
-        from shop.migration_guards import ADVISORY_LOCK_KEY
-    engine = sa.create_engine(service.database_url, poolclass=sa.NullPool)
-    other_replica = engine.connect()  # migrating now: it holds the migration lock
-    other_replica.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
-    other_replica.commit()
     errors: list[BaseException] = []
 
     def upgrade() -> None:
@@ -160,13 +154,12 @@ def test_a_replica_waiting_for_the_migration_lock_is_not_cut_short(service: Proj
         except BaseException as error:  # reported below
             errors.append(error)
 
-    waiting = threading.Thread(target=upgrade)
-    waiting.start()
-    time.sleep(0.5)  # five lock timeouts
-    assert waiting.is_alive()
-    other_replica.close()  # its migration is done: the lock is released
-    engine.dispose()
-    waiting.join(timeout=30)
+    with service.migration_lock_held():  # another replica, migrating now
+        waiting = threading.Thread(target=upgrade)
+        waiting.start()
+        time.sleep(0.5)  # five lock timeouts
+        assert waiting.is_alive()
+    waiting.join(timeout=30)  # that replica's migration is done: the lock is released
 
     assert errors == []
     assert "sku" in service.columns("item")

@@ -27,7 +27,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +36,7 @@ from typing import Any, NamedTuple
 import alembic.command
 import sqlalchemy as sa
 from alembic.config import Config
+from filelock import FileLock
 
 DEFAULT_ANSWERS = {"program_name": "shop", "author_name": "Ada Lovelace"}
 
@@ -276,6 +277,31 @@ class Project:
         self.command("revision", message=message, autogenerate=True)
         (written,) = set(self.versions()) - before
         return written
+
+    @contextmanager
+    def migration_lock_held(self) -> Iterator[Callable[[], bool]]:
+        """Hold the service's migration lock, as a replica busy migrating would.
+
+        Yields a function telling whether an upgrade started meanwhile is waiting
+        for the lock after opening its database connection.
+        """
+        if self.database_url.startswith("sqlite"):
+            database = Path(self.database_url.removeprefix("sqlite:///").split("?")[0])
+            with FileLock(f"{database}.lock"):  # "a lock file beside the database"
+                # SQLite creates the file on connect; the lock comes right after.
+                yield database.exists
+            return
+        with self.imported():
+            guards = importlib.import_module(f"{self.program_name}.migration_guards")
+        engine = sa.create_engine(self.database_url, poolclass=sa.NullPool)
+        waiting = "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        with engine.connect() as holder, engine.connect() as observer:
+            holder.execute(
+                sa.text("SELECT pg_advisory_lock(:key)"), {"key": guards.ADVISORY_LOCK_KEY}
+            )
+            holder.commit()  # a session-level lock outlives the transaction
+            yield lambda: bool(observer.execute(sa.text(waiting)).scalar())
+        engine.dispose()
 
     # -- what is in its database -------------------------------------------------------
 
