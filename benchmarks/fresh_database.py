@@ -35,6 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
+import sqlalchemy as sa
 from common import FreshUrl, backends, median, render
 from harness.project import Project
 
@@ -161,12 +162,21 @@ class Service:
         self.migrate = importlib.import_module(f"{package}.migrate")
         self.equality = load(self.path / "tests" / "test_create_schema.py", f"{package}_equality")
 
+    def schema_of(self, url: str) -> dict[str, str]:
+        """The rendered test's description of the schema at ``url``."""
+        engine = sa.create_engine(url, poolclass=sa.NullPool)
+        try:
+            with engine.connect() as connection:
+                return self.equality.schema_of(connection)
+        finally:
+            engine.dispose()
+
     def check_equality(self, fresh_url: FreshUrl) -> None:
         """Both ways build the same schema (the rendered test's own comparison)."""
         replayed, created = fresh_url(), fresh_url()
         self.migrate.upgrade(url=replayed)
         self.migrate.create_schema(url=created)
-        one, other = self.equality.schema_of(replayed), self.equality.schema_of(created)
+        one, other = self.schema_of(replayed), self.schema_of(created)
         if one != other:
             different = sorted(k for k in one.keys() | other.keys() if one.get(k) != other.get(k))
             raise SystemExit(f"{self.count} revisions: the schemas differ: {different[:5]}")

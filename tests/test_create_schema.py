@@ -172,13 +172,9 @@ def equality_test(project: Project) -> Callable[[], None]:
     url = project.database_url
 
     def run() -> None:
-        engine = conftest.create_db_engine(sa.make_url(url))
-        try:
-            tests.test_create_schema_builds_what_the_revisions_build(
-                url, lambda: conftest.wipe(engine)
-            )
-        finally:
-            engine.dispose()
+        tests.test_create_schema_builds_what_the_revisions_build(
+            url, lambda: conftest.on_database(url, conftest.wipe), conftest.on_database
+        )
 
     return run
 
