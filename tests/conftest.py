@@ -14,6 +14,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from harness import ROOT
@@ -43,13 +44,30 @@ def renderer(copier_template: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 @pytest.fixture
 def new_project(renderer: Renderer, tmp_path: Path) -> NewProject:
-    """``new_project(database_url=None, **answers)``: a fresh copy of the rendered template."""
+    """``new_project(database_url=None, **answers)``: a fresh copy of the rendered template.
+
+    An asyncio service (``use_async=True``) is given a PostgreSQL URL naming no
+    driver (``postgresql://``), as its users write it: the service uses asyncpg,
+    while this suite's own checks of the same URL use psycopg.
+    """
     numbers = itertools.count()
 
-    def _new(database_url: str | None = None, **answers: str) -> Project:
+    def _new(database_url: str | None = None, **answers: Any) -> Project:
+        if answers.get("use_async") and database_url:
+            database_url = database_url.replace("postgresql+psycopg://", "postgresql://", 1)
         return renderer.new(tmp_path / f"project-{next(numbers)}", database_url, **answers)
 
     return _new
+
+
+#: The service's two variants, by the answers that select them.
+VARIANTS: dict[str, dict[str, Any]] = {"sync": {}, "async": {"use_async": True}}
+
+
+@pytest.fixture(params=list(VARIANTS))
+def variant(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The answers of each variant, sync then asyncio: a test taking it runs on both."""
+    return VARIANTS[request.param]
 
 
 def require_postgres_binaries() -> Path:

@@ -24,7 +24,12 @@ README = (ROOT / "README.md").read_text()
 
 def questions() -> list[str]:
     config = yaml.safe_load((ROOT / "copier.yml").read_text())
-    return [name for name in config if not name.startswith("_")]
+    # `when: false` entries are computed from the answers, never asked.
+    return [
+        name
+        for name, question in config.items()
+        if not name.startswith("_") and question.get("when") is not False
+    ]
 
 
 def code_blocks(markdown: str, language: str = "[a-z]*") -> list[str]:

@@ -15,6 +15,7 @@ import importlib
 import json
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -40,18 +41,21 @@ NOTE = "    note: Mapped[str | None] = mapped_column(String(200))\n"
 CREATED_AT = "    created_at: Mapped[datetime]"
 
 
+POSTGRESQL = {"database": "postgresql", "program_name": "billing_service"}
+
+
 @pytest.fixture(
     params=[
         pytest.param({}, id="sqlite"),
+        pytest.param(POSTGRESQL, id="postgresql", marks=pytest.mark.postgres),
+        pytest.param({"use_async": True}, id="async-sqlite"),
         pytest.param(
-            {"database": "postgresql", "program_name": "billing_service"},
-            id="postgresql",
-            marks=pytest.mark.postgres,
+            {**POSTGRESQL, "use_async": True}, id="async-postgresql", marks=pytest.mark.postgres
         ),
     ]
 )
 def project(request: pytest.FixtureRequest, new_project: NewProject, tmp_path: Path) -> Project:
-    """A fresh project answered for the backend, on an empty database of it."""
+    """A fresh project answered for the backend (and variant), on an empty database of it."""
     answers: dict[str, str] = request.param
     if answers.get("database") == "postgresql":
         return new_project(database_url=request.getfixturevalue("pg_url"), **answers)
@@ -164,12 +168,16 @@ def test_a_project_answered_sqlite_migrates_postgresql(
 # -- where the URL comes from -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("program_name", ["shop", "billing_core"])
+@pytest.mark.parametrize(
+    ("program_name", "use_async"),
+    [("shop", False), ("billing_core", False), ("billing_core", True)],
+    ids=["shop", "billing_core", "async-billing_core"],
+)
 @pytest.mark.parametrize("xdg_data_home", [True, False], ids=["XDG_DATA_HOME", "HOME"])
 def test_with_no_url_the_default_database_is_created_in_the_data_dir(
-    new_project: NewProject, tmp_path: Path, xdg_data_home: bool, program_name: str
+    new_project: NewProject, tmp_path: Path, xdg_data_home: bool, program_name: str, use_async: bool
 ) -> None:
-    project = new_project(program_name=program_name)
+    project = new_project(program_name=program_name, use_async=use_async)
     home = tmp_path / "fresh-home"
     home.mkdir()
     del project.env[project.url_env]
@@ -262,11 +270,15 @@ def test_a_bad_url_given_in_code_is_one_line_without_the_password(
 # -- the command line, where it is the subject -------------------------------------------
 
 
-@pytest.mark.parametrize("program_name", ["shop", "billing_core"])
+@pytest.mark.parametrize(
+    ("program_name", "use_async"),
+    [("shop", False), ("billing_core", False), ("billing_core", True)],
+    ids=["shop", "billing_core", "async-billing_core"],
+)
 def test_alembic_runs_from_another_directory(
-    new_project: NewProject, tmp_path: Path, program_name: str
+    new_project: NewProject, tmp_path: Path, program_name: str, use_async: bool
 ) -> None:
-    project = new_project(program_name=program_name)
+    project = new_project(program_name=program_name, use_async=use_async)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     ini = str(project.path / "alembic.ini")
@@ -292,9 +304,9 @@ def test_autogenerate_without_a_change_writes_no_file(new_project: NewProject) -
 
 
 def test_history_current_and_offline_sql_print_what_the_readme_says(
-    new_project: NewProject,
+    new_project: NewProject, variant: dict[str, Any]
 ) -> None:
-    project = new_project()
+    project = new_project(**variant)
     first = revision_id(project.autogenerate("create initial tables"))
 
     sql = project.alembic("upgrade", "head", "--sql").stdout

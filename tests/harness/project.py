@@ -342,19 +342,19 @@ class Renderer:
         self.cache = cache
         self._rendered: dict[tuple[tuple[str, str], ...], Path] = {}
 
-    def rendered(self, **answers: str) -> Path:
+    def rendered(self, **answers: Any) -> Path:
         """The project rendered with ``answers`` (over DEFAULT_ANSWERS): do not edit it."""
         from copier import run_copy
 
         data = {**DEFAULT_ANSWERS, **answers}
-        key = tuple(sorted(data.items()))
+        key = tuple(sorted((name, repr(value)) for name, value in data.items()))
         if key not in self._rendered:
             destination = self.cache / f"answers-{len(self._rendered)}" / data["program_name"]
             run_copy(str(self.template), destination, data=data, defaults=True, quiet=True)
             self._rendered[key] = destination
         return self._rendered[key]
 
-    def new(self, root: Path, database_url: str | None = None, **answers: str) -> Project:
+    def new(self, root: Path, database_url: str | None = None, **answers: Any) -> Project:
         """A fresh copy of the rendered project in ``root``, with its own SQLite file and home.
 
         ``database_url`` points it at another database.

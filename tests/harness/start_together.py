@@ -16,6 +16,7 @@ what the tests and benchmarks measure.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import runpy
@@ -108,10 +109,11 @@ def _launch(plan_file: Path) -> None:
     import alembic.config  # noqa: F401
     import sqlalchemy.orm  # noqa: F401
 
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        pass
+    for driver in ("psycopg", "asyncpg", "aiosqlite", "sqlalchemy.ext.asyncio"):
+        try:
+            importlib.import_module(driver)
+        except ImportError:
+            pass
     children = {}
     for run in plan["runs"]:
         pid = os.fork()
