@@ -89,14 +89,17 @@ def upgrade_together(service: Project, processes: int = PROCESSES) -> list[str]:
 
 
 @pytest.fixture
-def service(new_project: NewProject, backend_url: str) -> Project:
+def service(request: pytest.FixtureRequest, new_project: NewProject, backend_url: str) -> Project:
+    """Orders, on each backend; an asyncio service where the test says so (indirect)."""
     if backend_url.startswith("sqlite"):
         backend_url += "?timeout=0.5"  # SQLite's busy timeout, in seconds (default 5)
-    service = new_project(database_url=backend_url, program_name="orders")
+    answers = getattr(request, "param", {})
+    service = new_project(database_url=backend_url, program_name="orders", **answers)
     write_history(service)
     return service
 
 
+@pytest.mark.parametrize("service", [{}, {"use_async": True}], ids=["sync", "async"], indirect=True)
 def test_concurrent_upgrades_all_succeed_and_apply_each_revision_once(service: Project) -> None:
     outputs = upgrade_together(service)
 

@@ -22,9 +22,10 @@ ERROR = "ledger import failed: 3 accounts rejected"
 
 
 @pytest.fixture
-def service(new_project: NewProject, backend_url: str) -> Project:
-    """A service with revisions a001 (ok), b002 (ok), c003 (fails)."""
-    service = new_project(database_url=backend_url, program_name="accounts")
+def service(request: pytest.FixtureRequest, new_project: NewProject, backend_url: str) -> Project:
+    """A service with revisions a001 (ok), b002 (ok), c003 (fails); asyncio if indirect says so."""
+    answers = getattr(request, "param", {})
+    service = new_project(database_url=backend_url, program_name="accounts", **answers)
     service.write_revision(
         "a001",
         None,
@@ -77,6 +78,7 @@ def assert_failed_in_c003(result: object) -> None:
     assert_no_password(result)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("service", [{}, {"use_async": True}], ids=["sync", "async"], indirect=True)
 def test_a_failing_revision_leaves_the_database_exactly_as_before_it(service: Project) -> None:
     service.command("upgrade", "b002")
     before = snapshot(service.database_url)
@@ -89,6 +91,7 @@ def test_a_failing_revision_leaves_the_database_exactly_as_before_it(service: Pr
     assert service.version_rows() == ["b002"]
 
 
+@pytest.mark.parametrize("service", [{}, {"use_async": True}], ids=["sync", "async"], indirect=True)
 def test_revisions_before_the_failing_one_stay_applied(service: Project) -> None:
     with pytest.raises(RuntimeError, match=ERROR):
         service.command("upgrade", "head")

@@ -13,6 +13,7 @@ Engine or Connection handed over.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import importlib
 import re
@@ -22,10 +23,14 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+import sqlalchemy as sa
 from alembic import command
+from alembic.config import Config
 from alembic.util import CommandError
 from harness.database import query, snapshot
 from harness.project import Project, Renderer
+from sqlalchemy import event, orm
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 MODELS = """
 from sqlalchemy import ForeignKey
@@ -55,13 +60,22 @@ def package(project: Project, module: str) -> ModuleType:
 
 
 def add_rows(project: Project) -> None:
-    """The application adds 3 authors and 6 books through the rendered create_db_engine()."""
+    """The application adds 3 authors and 6 books through the rendered create_db_engine().
+
+    (An asyncio service's rows are added through a sync engine on the same file.)
+    """
     with project.imported():
         db, models = package(project, "db"), package(project, "models")
         engine = db.create_db_engine()
+        if isinstance(engine, AsyncEngine):
+            asyncio.run(engine.dispose())
+            engine = project.engine()
+            event.listen(
+                engine, "connect", lambda dbapi, _: dbapi.execute("PRAGMA foreign_keys=ON")
+            )
         with engine.connect() as connection:
             assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
-        with db.make_sessionmaker(engine).begin() as session:
+        with orm.sessionmaker(engine).begin() as session:
             for a in range(1, 4):
                 session.add(models.Author(id=a, name=f"author {a}"))
                 session.flush()
@@ -77,6 +91,9 @@ def upgrade(project: Project, how: str) -> None:
     with project.imported():
         config = package(project, "migrate").alembic_config()
         engine = package(project, "db").create_db_engine()  # foreign keys on, like the app's
+        if isinstance(engine, AsyncEngine):
+            upgrade_with_async_engine(engine, config, how)
+            return
         try:
             if how == "engine":
                 config.attributes["connection"] = engine
@@ -98,6 +115,32 @@ def upgrade(project: Project, how: str) -> None:
             engine.dispose()
 
 
+def upgrade_with_async_engine(engine: AsyncEngine, config: Config, how: str) -> None:
+    """An asyncio application hands over its AsyncEngine (as pytest-alembic does), or, in
+    its event loop, a connection through ``run_sync`` (Alembic's cookbook, asyncio)."""
+
+    def upgrade_on(connection: sa.Connection) -> None:
+        config.attributes["connection"] = connection
+        try:
+            command.upgrade(config, "head")
+        finally:
+            # The application's connection got its foreign keys back.
+            assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+    async def in_the_applications_loop() -> None:
+        try:
+            if how == "connection":
+                async with engine.connect() as connection:
+                    await connection.run_sync(upgrade_on)
+            else:
+                config.attributes["connection"] = engine
+                await asyncio.to_thread(command.upgrade, config, "head")
+        finally:
+            await engine.dispose()
+
+    asyncio.run(in_the_applications_loop())
+
+
 @pytest.fixture(scope="module")
 def library_original(renderer: Renderer, tmp_path_factory: pytest.TempPathFactory) -> Project:
     """Authors and books, migrated, with 3 authors and 6 books added by the app."""
@@ -109,9 +152,29 @@ def library_original(renderer: Renderer, tmp_path_factory: pytest.TempPathFactor
     return service
 
 
+@pytest.fixture(scope="module")
+def async_library_original(renderer: Renderer, tmp_path_factory: pytest.TempPathFactory) -> Project:
+    """The same library, as an asyncio service."""
+    service = renderer.new(
+        tmp_path_factory.mktemp("library"), program_name="library", use_async=True
+    )
+    service.add_to_models(MODELS)
+    service.autogenerate("authors and books")
+    service.command("upgrade", "head")
+    add_rows(service)
+    return service
+
+
 @pytest.fixture
-def library(library_original: Project, tmp_path: Path) -> Project:
-    """A private copy of the library (project folder and database) for one test."""
+def library(request: pytest.FixtureRequest, tmp_path: Path) -> Project:
+    """A private copy of the library (project folder and database) for one test.
+
+    The asyncio service's when the test says so (``indirect``, "async").
+    """
+    variant = getattr(request, "param", "sync")
+    library_original: Project = request.getfixturevalue(
+        "async_library_original" if variant == "async" else "library_original"
+    )
     path = tmp_path / library_original.program_name
     shutil.copytree(library_original.path, path)
     database = tmp_path / "library.sqlite"
@@ -155,6 +218,7 @@ def test_without_the_guard_a_rebuild_deletes_the_books(library: Project) -> None
     assert len(query(library.database_url, "SELECT id FROM author")) == 3
 
 
+@pytest.mark.parametrize("library", ["sync", "async"], indirect=True)
 @pytest.mark.parametrize("how", HOW)
 def test_a_batch_rebuild_of_the_parent_keeps_every_child_row(library: Project, how: str) -> None:
     before = books(library)
@@ -179,6 +243,7 @@ op.execute("DELETE FROM author WHERE id = 1")
 ORPHANS_FAILED = "The migration left 2 row(s) violating foreign keys in table(s) book"
 
 
+@pytest.mark.parametrize("library", ["sync", "async"], indirect=True)
 @pytest.mark.parametrize("how", HOW)
 def test_a_migration_leaving_orphans_fails_and_rolls_back(library: Project, how: str) -> None:
     head = library.version_rows()
