@@ -73,6 +73,12 @@ CASES = {
         "is not installed: pip install mysqlclient",
         fails_offline=False,
     ),
+    "psycopg2 driver": BadUrl(
+        f"postgresql+psycopg2://app:{QUOTED}@db.example.org/app",
+        "postgresql+psycopg2://app:***@db.example.org/app",
+        "is not installed: pip install psycopg2-binary",
+        fails_offline=False,
+    ),
     "empty variable": BadUrl(
         "  ",
         None,
@@ -81,6 +87,37 @@ CASES = {
     ),
 }
 
+
+def replace_words(text: str, words: dict[str, str]) -> str:
+    for old, new in words.items():
+        text = text.replace(old, new)
+    return text
+
+
+#: The same cases as an asyncio service's user meets them: asyncio drivers.
+ASYNC_WORDS = {
+    "postgresql+psycopg": "postgresql+asyncpg",
+    "mysql+mysqldb": "mysql+aiomysql",
+    "pip install mysqlclient": "install the Python package of the 'aiomysql' driver",
+}
+ASYNC_CASES = {
+    name: BadUrl(
+        **{
+            field: replace_words(value, ASYNC_WORDS) if isinstance(value, str) else value
+            for field, value in vars(case).items()
+        }
+    )
+    for name, case in CASES.items()
+} | {
+    "psycopg2 driver": BadUrl(  # a synchronous driver
+        f"postgresql+psycopg2://app:{QUOTED}@db.example.org/app",
+        "use postgresql+asyncpg://app:***@db.example.org/app",
+        "is not an asyncio driver, and this service is asyncio",
+        fails_offline=True,
+    )
+}
+
+
 COMMANDS = {
     "alembic upgrade head": ["-m", "alembic", "upgrade", "head"],
     "alembic upgrade head --sql": ["-m", "alembic", "upgrade", "head", "--sql"],
@@ -88,12 +125,24 @@ COMMANDS = {
 }
 
 
-@pytest.fixture(scope="module")
-def service(renderer: Renderer, tmp_path_factory: pytest.TempPathFactory) -> Project:
-    """A project with its first revision (written against its SQLite default)."""
-    service = renderer.new(tmp_path_factory.mktemp("errors"), program_name="stock_keeper")
+@pytest.fixture(scope="module", params=["sync", "async"])
+def service(
+    request: pytest.FixtureRequest, renderer: Renderer, tmp_path_factory: pytest.TempPathFactory
+) -> Project:
+    """A project with its first revision (written against its SQLite default), each variant."""
+    service = renderer.new(
+        tmp_path_factory.mktemp("errors"),
+        program_name="stock_keeper",
+        use_async=request.param == "async",
+    )
     service.autogenerate("create initial tables")
     return service
+
+
+def cases(service: Project) -> dict[str, BadUrl]:
+    """The bad URLs as the service's user writes them (asyncio drivers for an asyncio one)."""
+    asyncio = "use_async: true" in (service.path / ".copier-answers.yml").read_text()
+    return ASYNC_CASES if asyncio else CASES
 
 
 def run(service: Project, command: str, url: str) -> subprocess.CompletedProcess[str]:
@@ -125,7 +174,7 @@ def assert_readable(message: str, service: Project, *phrases: str) -> None:
 @pytest.mark.parametrize("mode", ["online", "offline"])
 @pytest.mark.parametrize("case", CASES)
 def test_a_bad_url_fails_with_one_readable_message(service: Project, case: str, mode: str) -> None:
-    bad = CASES[case]
+    bad = cases(service)[case]
     port = free_port()
     user = service.with_database(bad.url.format(port=port))
 
@@ -142,7 +191,7 @@ def test_a_bad_url_fails_with_one_readable_message(service: Project, case: str, 
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_line_prints_it_as_one_failed_line(service: Project, command: str) -> None:
-    bad = CASES["password not URL-quoted"]
+    bad = cases(service)["password not URL-quoted"]
 
     result = run(service, command, bad.url)
 
