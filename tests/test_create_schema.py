@@ -10,8 +10,10 @@ diff a user can act on.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import importlib.util
+import inspect
 import threading
 import time
 from collections.abc import Callable
@@ -28,9 +30,9 @@ STATUS_COLUMN = '    status: Mapped[str] = mapped_column(String(20), server_defa
 
 
 @pytest.fixture
-def project(new_project: NewProject, backend_url: str) -> Project:
-    """The example service after its first revision, with an empty database."""
-    project = new_project(database_url=backend_url)
+def project(request: pytest.FixtureRequest, new_project: NewProject, backend_url: str) -> Project:
+    """The example service after its first revision, with an empty database (asyncio: indirect)."""
+    project = new_project(database_url=backend_url, **getattr(request, "param", {}))
     project.replace_in_models(
         "    created_at: Mapped[datetime]", STATUS_COLUMN + "    created_at: Mapped[datetime]"
     )
@@ -45,7 +47,9 @@ def migrate_module(project: Project) -> ModuleType:
 
 def create_schema(project: Project) -> None:
     with project.imported():
-        migrate_module(project).create_schema()
+        created = migrate_module(project).create_schema()
+        if inspect.iscoroutine(created):  # an asyncio service's API is awaited
+            asyncio.run(created)
 
 
 def head(project: Project) -> list[str]:
@@ -53,6 +57,7 @@ def head(project: Project) -> list[str]:
     return [line.split()[0] for line in output.splitlines()]
 
 
+@pytest.mark.parametrize("project", [{}, {"use_async": True}], ids=["sync", "async"], indirect=True)
 def test_an_empty_database_comes_to_head_from_the_models(project: Project) -> None:
     create_schema(project)
 
@@ -78,6 +83,7 @@ def test_an_empty_database_comes_to_head_from_the_models(project: Project) -> No
     assert project.tables() == {"item", "tag", "alembic_version"}
 
 
+@pytest.mark.parametrize("project", [{}, {"use_async": True}], ids=["sync", "async"], indirect=True)
 @pytest.mark.parametrize("state", ["at head", "with a table of its own"])
 def test_a_database_that_is_not_empty_is_refused_and_left_as_it_was(
     project: Project, state: str

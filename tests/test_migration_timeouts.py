@@ -33,9 +33,9 @@ RECORD_SETTINGS = (
 
 
 @pytest.fixture
-def service(new_project: NewProject, pg_url: str) -> Project:
-    """The example service at its first revision, on PostgreSQL."""
-    service = new_project(database_url=pg_url)
+def service(request: pytest.FixtureRequest, new_project: NewProject, pg_url: str) -> Project:
+    """The example service at its first revision, on PostgreSQL; asyncio if indirect says so."""
+    service = new_project(database_url=pg_url, **getattr(request, "param", {}))
     service.autogenerate("create item")
     service.command("upgrade", "head")
     return service
@@ -58,6 +58,7 @@ def reader_in_a_long_transaction(service: Project) -> Iterator[sa.Connection]:
     engine.dispose()
 
 
+@pytest.mark.parametrize("service", [{}, {"use_async": True}], ids=["sync", "async"], indirect=True)
 def test_a_blocked_migration_fails_within_the_lock_timeout_and_changes_nothing(
     service: Project, reader_in_a_long_transaction: sa.Connection
 ) -> None:
@@ -99,6 +100,7 @@ def test_a_blocked_migration_fails_within_the_lock_timeout_and_changes_nothing(
     assert "sku" in service.columns("item")
 
 
+@pytest.mark.parametrize("service", [{}, {"use_async": True}], ids=["sync", "async"], indirect=True)
 def test_a_statement_running_past_the_statement_timeout_is_rolled_back(service: Project) -> None:
     first = add_revision(service, f'{ADD_SKU}\nop.execute("SELECT pg_sleep(5)")')
     service.env["SHOP_MIGRATION_STATEMENT_TIMEOUT"] = "300ms"
