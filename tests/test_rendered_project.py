@@ -16,6 +16,7 @@ import re
 import subprocess
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import sqlalchemy as sa
 import yaml
 from conftest import NewProject
 from harness import ROOT
+from harness.database import assert_no_password
 from harness.postgres import PostgresCluster
 from harness.project import Project, Renderer, revision_id
 from harness.venv import make_venv
@@ -224,6 +226,39 @@ def test_ruff_and_mypy_pass_out_of_the_box_for_other_answers(other_project: Proj
     assert_lint_and_types_pass(outputs, service)
 
 
+# An asyncio service on PostgreSQL (asyncpg; aiosqlite for the default SQLite file).
+ASYNC_ANSWERS = {"program_name": "ticket_desk", "use_async": True, "database": "postgresql"}
+
+
+@pytest.mark.postgres
+def test_the_asyncio_variant_passes_ruff_mypy_and_its_own_suite_on_both_backends(
+    new_project: NewProject, new_pg_url: Callable[[], str]
+) -> None:
+    """pytest-alembic on an AsyncEngine, AsyncSession tests, the awaited API: SQLite, then
+    PostgreSQL through asyncpg."""
+    service = new_project(**ASYNC_ANSWERS)
+    service.autogenerate("create item")
+    outputs = {}
+    for command in ("ruff check .", "ruff format --check .", "mypy"):
+        result = service.run(service.python, "-m", *command.split(), PYTHONPATH=str(service.path))
+        outputs[command] = result.stdout
+    assert_lint_and_types_pass(outputs, service)
+
+    on_sqlite = own_tests(service, python=sys.executable)
+    asyncpg_url = new_pg_url().replace("postgresql+psycopg://", "postgresql+asyncpg://")
+    on_postgresql = own_tests(
+        service, python=sys.executable, TICKET_DESK_TEST_DATABASE_URL=asyncpg_url
+    )
+
+    for result in (on_sqlite, on_postgresql):
+        assert_all_passed(result)
+        output = result.stdout
+        assert "test_models.py::test_an_item_is_stored_with_its_creation_time PASSED" in output
+        assert "test_migrate.py::test_upgrade_from_python_reaches_head_and_back PASSED" in output
+        assert "asyncio-" in output.split("plugins:")[1].splitlines()[0]  # pytest-asyncio ran
+    assert_no_password(on_postgresql)
+
+
 # -- the rendered GitHub Actions workflow ----------------------------------------------
 
 EXPRESSION = re.compile(r"\$\{\{.*?\}\}")
@@ -245,7 +280,9 @@ def migrate_step(data: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    "answers", [{"program_name": PROGRAM}, OTHER_ANSWERS], ids=["default", "other"]
+    "answers",
+    [{"program_name": PROGRAM}, OTHER_ANSWERS, ASYNC_ANSWERS],
+    ids=["default", "other", "async"],
 )
 def test_the_workflow_keeps_its_expressions_and_runs_every_check(
     new_project: NewProject, answers: dict[str, str]
@@ -291,7 +328,8 @@ def test_the_workflow_keeps_its_expressions_and_runs_every_check(
     assert "db upgrade head" in env_of[f"{prefix}_DATABASE_URL"]["run"]
     for name in (f"{prefix}_TEST_DATABASE_URL", f"{prefix}_DATABASE_URL"):
         url = sa.make_url(EXPRESSION.sub("5432", env_of[name]["env"][name]))
-        assert url.drivername == "postgresql+psycopg"
+        asyncio = answers.get("use_async", False)
+        assert url.drivername == ("postgresql+asyncpg" if asyncio else "postgresql+psycopg")
         assert url.password is None  # nothing secret in a workflow log
 
 
