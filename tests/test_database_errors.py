@@ -221,6 +221,7 @@ def test_a_wrong_password_fails_with_one_readable_message(
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize("service", ["sync"], indirect=True)  # psycopg is the sync driver
 def test_without_psycopg_the_message_names_the_extra_and_installing_it_works(
     service: Project, pg_url: str, tmp_path: Path
 ) -> None:

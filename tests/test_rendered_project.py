@@ -227,7 +227,12 @@ def test_ruff_and_mypy_pass_out_of_the_box_for_other_answers(other_project: Proj
 
 
 # An asyncio service on PostgreSQL (asyncpg; aiosqlite for the default SQLite file).
-ASYNC_ANSWERS = {"program_name": "ticket_desk", "use_async": True, "database": "postgresql"}
+ASYNC_ANSWERS = {
+    "program_name": "ticket_desk",
+    "use_async": True,
+    "database": "postgresql",
+    "python_version": "3.14",
+}
 
 
 @pytest.mark.postgres
