@@ -7,7 +7,7 @@ applying any revision twice shows: a table created twice fails, a unique row
 inserted twice fails, and every revision logs itself into a table without a
 unique constraint.
 
-The first revision takes a second; SQLite's busy timeout is set to half a
+The first revision takes 0.6 s; SQLite's busy timeout is set to a quarter of a
 second, so replicas waiting on SQLite's own write lock would give up with
 "database is locked": the lock file is what makes them wait.  Without the
 migration lock the race breaks (last test), so these tests can fail.
@@ -46,7 +46,7 @@ def write_history(service: Project) -> None:
             sa.Column("name", sa.String(50), nullable=False, unique=True),
         )
         op.execute("INSERT INTO applied_revision (revision) VALUES ('0001')")
-        time.sleep(1)  # a slow migration: the others arrive while it runs
+        time.sleep(0.6)  # a slow migration: the others arrive while it runs
         """,
         'op.drop_table("account")\nop.drop_table("applied_revision")',
         imports="import time",
@@ -92,7 +92,7 @@ def upgrade_together(service: Project, processes: int = PROCESSES) -> list[str]:
 def service(request: pytest.FixtureRequest, new_project: NewProject, backend_url: str) -> Project:
     """Orders, on each backend; an asyncio service where the test says so (indirect)."""
     if backend_url.startswith("sqlite"):
-        backend_url += "?timeout=0.5"  # SQLite's busy timeout, in seconds (default 5)
+        backend_url += "?timeout=0.25"  # SQLite's busy timeout, in seconds (default 5)
     answers = getattr(request, "param", {})
     service = new_project(database_url=backend_url, program_name="orders", **answers)
     write_history(service)

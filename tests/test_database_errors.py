@@ -189,6 +189,9 @@ def test_a_bad_url_fails_with_one_readable_message(service: Project, case: str, 
     assert_readable(str(error.value), service, *phrases)
 
 
+# The command lines print what the in-process test above checks, the same for both
+# variants (__main__.py and Alembic's CLI do not depend on it).
+@pytest.mark.parametrize("service", ["sync"], indirect=True)
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_line_prints_it_as_one_failed_line(service: Project, command: str) -> None:
     bad = cases(service)["password not URL-quoted"]
