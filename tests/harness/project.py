@@ -9,7 +9,9 @@ run two ways:
 
 - as a user types them (``project.alembic(...)``, ``project.db(...)``,
   ``project.run(...)``): real subprocesses in the project folder, for the
-  tests whose subject is the command line, its output or its exit status;
+  tests whose subject is the command line, its output or its exit status
+  (this interpreter's ``python -m`` ones forked from a warm one that has
+  imported SQLAlchemy and Alembic: ``warm_python.py``);
 - in this process (``project.command("upgrade", "head")``): Alembic's command
   API on the project's own ``alembic.ini``, so the same ``env.py``, models and
   guards run, without half a second of Python start-up per command.
@@ -17,6 +19,7 @@ run two ways:
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import importlib
 import io
@@ -37,6 +40,12 @@ import alembic.command
 import sqlalchemy as sa
 from alembic.config import Config
 from filelock import FileLock
+
+from harness.warm_python import WarmPython
+
+#: This test worker's warm interpreter for `python -m` commands.
+WARM_PYTHON = WarmPython()
+atexit.register(WARM_PYTHON.close)
 
 DEFAULT_ANSWERS = {"program_name": "shop", "author_name": "Ada Lovelace"}
 
@@ -164,14 +173,20 @@ class Project:
         self, *args: str, check: bool = True, cwd: Path | None = None, **env: str
     ) -> subprocess.CompletedProcess[str]:
         """Run a command in the project (``cwd`` elsewhere to test that)."""
-        result = subprocess.run(
-            args,
-            cwd=cwd or self.path,
-            env={**self.env, **env},
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        if len(args) > 2 and args[0] == sys.executable and args[1] == "-m":
+            # This interpreter's `python -m ...`: forked from a warm one (warm_python.py).
+            result = WARM_PYTHON.run(
+                args[2], list(args[3:]), cwd=cwd or self.path, env={**self.env, **env}, timeout=300
+            )
+        else:
+            result = subprocess.run(
+                args,
+                cwd=cwd or self.path,
+                env={**self.env, **env},
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
         if check and result.returncode != 0:
             raise AssertionError(
                 f"{' '.join(args)} exited {result.returncode}\n"

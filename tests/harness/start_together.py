@@ -16,17 +16,20 @@ what the tests and benchmarks measure.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
-import runpy
 import subprocess
 import sys
 import tempfile
 import time
-import traceback
 from collections.abc import Sequence
 from pathlib import Path
+
+# This file runs as a script (the launcher): its folder is on sys.path, not harness's parent.
+try:
+    from harness.warm_python import become, preload
+except ImportError:
+    from warm_python import become, preload  # type: ignore[no-redef]
 
 
 def run_together(
@@ -103,57 +106,25 @@ def run_together(
 def _launch(plan_file: Path) -> None:
     """Import once, fork one process per run, wait for them all."""
     plan = json.loads(plan_file.read_text())
-    # What `python -m alembic` / `python -m <package>` import before they touch
-    # the database: the forked processes start with it done.
-    import alembic.command  # noqa: F401
-    import alembic.config  # noqa: F401
-    import sqlalchemy.orm  # noqa: F401
-
-    for driver in ("psycopg", "asyncpg", "aiosqlite", "sqlalchemy.ext.asyncio"):
-        try:
-            importlib.import_module(driver)
-        except ImportError:
-            pass
+    preload()
     children = {}
+    barrier = Path(plan["barrier"])
     for run in plan["runs"]:
         pid = os.fork()
         if pid == 0:  # the child: never returns
-            _run(Path(plan["barrier"]), run)
+            command = {**run, "cwd": os.getcwd(), "env": {**os.environ, **run["env"]}}
+            become(command, before=lambda run=run: _ready(barrier, run))
         children[pid] = run
     for _ in children:
         pid, wait_status = os.wait()
         Path(children[pid]["status"]).write_text(str(os.waitstatus_to_exitcode(wait_status)))
 
 
-def _run(barrier: Path, run: dict[str, object]) -> None:
-    """In a forked process: wait at the barrier, then be `python -m MODULE ARGS`."""
-    status = 1
-    try:
-        out = os.open(str(run["out"]), os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-        err = os.open(str(run["err"]), os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-        os.dup2(out, 1)
-        os.dup2(err, 2)
-        os.environ.update(run["env"])  # type: ignore[arg-type]
-        Path(str(run["ready"])).touch()
-        while not barrier.exists():
-            time.sleep(0.001)
-        # Exactly what `python -m module args` does: cwd first on sys.path.
-        sys.path[0] = os.getcwd()
-        sys.argv = [str(run["module"]), *run["args"]]  # type: ignore[misc]
-        try:
-            runpy.run_module(str(run["module"]), run_name="__main__", alter_sys=True)
-            status = 0
-        except SystemExit as done:
-            if done.code is None or isinstance(done.code, int):
-                status = done.code or 0
-            else:
-                print(done.code, file=sys.stderr)
-    except BaseException:
-        traceback.print_exc()
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(status)
+def _ready(barrier: Path, run: dict[str, object]) -> None:
+    """In a forked child, all set: say so, then wait at the barrier."""
+    Path(str(run["ready"])).touch()
+    while not barrier.exists():
+        time.sleep(0.001)
 
 
 if __name__ == "__main__":
