@@ -256,6 +256,16 @@ def test_the_asyncio_variants_own_suite_passes_on_both_backends(
     assert_no_password(on_postgresql)
 
 
+def test_ruff_passes_for_a_sync_service_on_the_newest_python(new_project: NewProject) -> None:
+    """The sync variant of the other answers: ruff's rules for 3.14 (mypy: the CI test)."""
+    service = new_project(**{**OTHER_ANSWERS, "use_async": False})
+    service.autogenerate("create item")
+    checked = service.run(service.python, "-m", "ruff", "check", ".", check=False)
+    formatted = service.run(service.python, "-m", "ruff", "format", "--check", ".", check=False)
+    assert checked.returncode == 0 and "All checks passed!" in checked.stdout, checked.stdout
+    assert formatted.returncode == 0 and "already formatted" in formatted.stdout, formatted.stdout
+
+
 # -- the rendered GitHub Actions workflow ----------------------------------------------
 
 EXPRESSION = re.compile(r"\$\{\{.*?\}\}")
