@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import importlib
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import sqlalchemy as sa
 from alembic import command
 from alembic.util import CommandError
 from conftest import NewProject
@@ -91,3 +93,50 @@ def test_alembic_called_inside_the_running_loop_says_what_to_await(service: Proj
     )
     assert_no_password(message)
     assert service.tables() == set()
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+def test_api_calls_at_once_in_one_process_each_run_whole(
+    new_project: NewProject, backend_url: str, use_async: bool
+) -> None:
+    """Alembic's context is one per process: a start-up upgrade and a readiness probe
+    reading current() at the same time must not mix their commands."""
+    service = new_project(database_url=backend_url, program_name="tickets", use_async=use_async)
+    first = revision_id(service.autogenerate("create item"))
+    service.write_revision("slow02", first, "time.sleep(0.3)", imports="import time")
+    with service.imported():
+        migrate = importlib.import_module("tickets.migrate")
+        if use_async:
+
+            async def start_up_and_probes() -> list[object]:
+                return await asyncio.gather(
+                    migrate.upgrade(), *(migrate.current() for _ in range(4))
+                )
+
+            upgraded, *probed = asyncio.run(start_up_and_probes())
+            heads = asyncio.run(migrate.current())
+        else:
+            with ThreadPoolExecutor(5) as threads:
+                upgrading = threads.submit(migrate.upgrade)
+                probes = [threads.submit(migrate.current) for _ in range(4)]
+                upgraded, probed = upgrading.result(), [probe.result() for probe in probes]
+            heads = migrate.current()
+
+    assert upgraded is None
+    assert heads == ("slow02",)
+    assert all(seen in [(), (first,), ("slow02",)] for seen in probed), probed
+    assert service.version_rows() == ["slow02"]
+    assert query(service.database_url, "SELECT count(*) FROM item") == [(0,)]
+
+
+def test_an_asyncio_service_migrates_through_a_sync_engine_handed_over(service: Project) -> None:
+    """The README's "hand over your own Engine": a plain (sync) one works here too."""
+    with service.imported():
+        config = importlib.import_module("tickets.migrate").alembic_config()
+        engine = sa.create_engine(service.database_url, poolclass=sa.NullPool)
+        config.attributes["connection"] = engine
+        try:
+            command.upgrade(config, "head")
+        finally:
+            engine.dispose()
+    assert service.version_rows() == ["slow02"]

@@ -134,6 +134,23 @@ def test_program_name_defaults_to_the_folder_name(copier_template: Path, tmp_pat
     assert 'DATABASE_URL_ENV = "ORDER_TRACKER_DATABASE_URL"' in db_py
 
 
+@pytest.mark.parametrize(
+    ("use_async", "url"), [(False, "postgresql+psycopg://"), (True, "postgresql+asyncpg://")]
+)
+def test_the_next_steps_name_the_url_of_the_variants_driver(
+    copier_template: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    use_async: bool,
+    url: str,
+) -> None:
+    data = {"program_name": "desk", "database": "postgresql", "use_async": use_async}
+    run_copy(str(copier_template), tmp_path / "desk", data=data, defaults=True)
+    message = capsys.readouterr().err
+    (export,) = [line.strip() for line in message.splitlines() if "DESK_DATABASE_URL=" in line]
+    assert export == f"export DESK_DATABASE_URL='{url}user:password@localhost:5432/desk'"
+
+
 INVALID_PROGRAM_NAMES = {
     "my-service": "not a valid package name",
     "class": "Python keyword",
