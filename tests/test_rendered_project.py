@@ -237,9 +237,13 @@ def test_the_asyncio_variants_own_suite_passes_on_both_backends(
     new_project: NewProject, new_pg_url: Callable[[], str]
 ) -> None:
     """pytest-alembic on an AsyncEngine, AsyncSession tests, the awaited API: SQLite, then
-    PostgreSQL through asyncpg.  (Its ruff and mypy: the "other answers" test.)"""
+    PostgreSQL through asyncpg; and ruff on it.  (Its mypy: the "other answers" test.)"""
     service = new_project(**ASYNC_ANSWERS)
     service.autogenerate("create item")
+    checked = service.run(service.python, "-m", "ruff", "check", ".", check=False)
+    formatted = service.run(service.python, "-m", "ruff", "format", "--check", ".", check=False)
+    assert checked.returncode == 0 and "All checks passed!" in checked.stdout, checked.stdout
+    assert formatted.returncode == 0 and "already formatted" in formatted.stdout, formatted.stdout
 
     on_sqlite = own_tests(service, python=sys.executable)
     asyncpg_url = new_pg_url().replace("postgresql+psycopg://", "postgresql+asyncpg://")

@@ -19,7 +19,6 @@ run two ways:
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
 import importlib
 import io
@@ -41,11 +40,7 @@ import sqlalchemy as sa
 from alembic.config import Config
 from filelock import FileLock
 
-from harness.warm_python import WarmPython
-
-#: This test worker's warm interpreter for `python -m` commands.
-WARM_PYTHON = WarmPython()
-atexit.register(WARM_PYTHON.close)
+from harness.warm_python import WARM_PYTHON
 
 DEFAULT_ANSWERS = {"program_name": "shop", "author_name": "Ada Lovelace"}
 

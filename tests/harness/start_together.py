@@ -21,15 +21,16 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 # This file runs as a script (the launcher): its folder is on sys.path, not harness's parent.
 try:
-    from harness.warm_python import become, preload
+    from harness.warm_python import WARM_PYTHON, become, preload
 except ImportError:
-    from warm_python import become, preload  # type: ignore[no-redef]
+    from warm_python import WARM_PYTHON, become, preload  # type: ignore[no-redef]
 
 
 def run_together(
@@ -65,19 +66,12 @@ def run_together(
             )
         plan = folder / "plan.json"
         plan.write_text(json.dumps({"barrier": str(folder / "go"), "runs": runs}))
-        launcher = subprocess.Popen(
-            [python, __file__, str(plan)],
-            cwd=cwd,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        launcher = Launcher(python, plan, cwd=cwd, env=env, timeout=timeout)
 
         deadline = time.monotonic() + timeout
         while not all(Path(run["ready"]).exists() for run in runs):
-            if launcher.poll() is not None:
-                output = launcher.stdout.read() if launcher.stdout else ""
+            if launcher.finished():
+                _, output = launcher.wait(1.0)
                 raise RuntimeError(f"the launcher exited before the race:\n{output}")
             if time.monotonic() > deadline:
                 launcher.kill()
@@ -85,9 +79,9 @@ def run_together(
             time.sleep(0.005)
         released = time.monotonic()
         (folder / "go").touch()
-        launcher_output, _ = launcher.communicate(timeout=max(1.0, deadline - time.monotonic()))
+        status, launcher_output = launcher.wait(max(1.0, deadline - time.monotonic()))
         seconds = time.monotonic() - released
-        if launcher.returncode != 0:
+        if status != 0:
             raise RuntimeError(f"the launcher failed:\n{launcher_output}")
 
         results = []
@@ -103,7 +97,55 @@ def run_together(
         return results, seconds
 
 
-def _launch(plan_file: Path) -> None:
+class Launcher:
+    """The launcher of one race: forked from this worker's warm Python when the commands
+    are this interpreter's (no imports to wait for), else started as a new process."""
+
+    def __init__(self, python: str, plan: Path, *, cwd: Path, env: dict[str, str], timeout: float):
+        self._process: subprocess.Popen[str] | None = None
+        self._result: subprocess.CompletedProcess[str] | None = None
+        self._thread: threading.Thread | None = None
+        if python == sys.executable:
+            self._thread = threading.Thread(
+                target=self._warm, args=(plan, cwd, env, timeout), daemon=True
+            )
+            self._thread.start()
+        else:
+            self._process = subprocess.Popen(
+                [python, __file__, str(plan)],
+                cwd=cwd,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+
+    def _warm(self, plan: Path, cwd: Path, env: dict[str, str], timeout: float) -> None:
+        self._result = WARM_PYTHON.together(plan, cwd=cwd, env=env, timeout=timeout)
+
+    def finished(self) -> bool:
+        if self._process is not None:
+            return self._process.poll() is not None
+        assert self._thread is not None
+        return not self._thread.is_alive()
+
+    def wait(self, timeout: float) -> tuple[int, str]:
+        """The launcher's exit status and output, once it is done."""
+        if self._process is not None:
+            output, _ = self._process.communicate(timeout=timeout)
+            return self._process.returncode, output
+        assert self._thread is not None
+        self._thread.join(timeout)
+        if self._result is None:
+            return 1, "the warm launcher did not finish"
+        return self._result.returncode, self._result.stdout + self._result.stderr
+
+    def kill(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+
+
+def launch(plan_file: Path) -> None:
     """Import once, fork one process per run, wait for them all."""
     plan = json.loads(plan_file.read_text())
     preload()
@@ -128,4 +170,4 @@ def _ready(barrier: Path, run: dict[str, object]) -> None:
 
 
 if __name__ == "__main__":
-    _launch(Path(sys.argv[1]))
+    launch(Path(sys.argv[1]))

@@ -16,6 +16,7 @@ Python (a fresh virtual environment) is started as usual.
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import json
 import os
@@ -55,6 +56,20 @@ def preload() -> None:
             pass
 
 
+def enter(run: dict[str, Any]) -> None:
+    """In a forked child: take the run's working directory, environment and output files."""
+    os.chdir(str(run["cwd"]))
+    for fd, path, flags in (
+        (0, os.devnull, os.O_RDONLY),
+        (1, run["out"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
+        (2, run["err"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
+    ):
+        os.dup2(os.open(str(path), flags), fd)
+    os.environ.clear()
+    os.environ.update(run["env"])
+    sys.dont_write_bytecode = bool(os.environ.get("PYTHONDONTWRITEBYTECODE"))
+
+
 def become(run: dict[str, Any], before: Callable[[], None] | None = None) -> None:
     """In a forked child: be ``python -m MODULE ARGS`` with the run's cwd and environment.
 
@@ -63,17 +78,7 @@ def become(run: dict[str, Any], before: Callable[[], None] | None = None) -> Non
     """
     status = 1
     try:
-        os.chdir(str(run["cwd"]))
-        for fd, path, flags in (
-            (0, os.devnull, os.O_RDONLY),
-            (1, run["out"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
-            (2, run["err"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
-        ):
-            os.dup2(os.open(str(path), flags), fd)
-        if run.get("env") is not None:
-            os.environ.clear()
-            os.environ.update(run["env"])
-        sys.dont_write_bytecode = bool(os.environ.get("PYTHONDONTWRITEBYTECODE"))
+        enter(run)
         extra = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
         # What `python -m` does: the working directory first, then PYTHONPATH.
         sys.path[:1] = [os.getcwd(), *extra]
@@ -89,6 +94,23 @@ def become(run: dict[str, Any], before: Callable[[], None] | None = None) -> Non
                 status = done.code or 0
             else:
                 print(done.code, file=sys.stderr)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+
+
+def launch_together(run: dict[str, Any]) -> None:
+    """In a forked child: be start_together's launcher for the run's plan; never returns."""
+    status = 1
+    try:
+        enter(run)
+        from start_together import launch  # this script's folder: harness/
+
+        launch(Path(run["together"]))
+        status = 0
     except BaseException:
         traceback.print_exc()
     finally:
@@ -114,10 +136,21 @@ class WarmPython:
         timeout: float,
     ) -> subprocess.CompletedProcess[str]:
         """``python -m module *args`` in ``cwd`` with exactly ``env``; its exit and output."""
+        return self._request({"module": module, "args": args}, cwd, env, timeout)
+
+    def together(
+        self, plan: Path, *, cwd: Path, env: dict[str, str], timeout: float
+    ) -> subprocess.CompletedProcess[str]:
+        """start_together's launcher for ``plan``, forked warm (see start_together.py)."""
+        return self._request({"together": str(plan), "module": "", "args": []}, cwd, env, timeout)
+
+    def _request(
+        self, request: dict[str, Any], cwd: Path, env: dict[str, str], timeout: float
+    ) -> subprocess.CompletedProcess[str]:
+        module, args = request["module"], request["args"]
         with self._lock, tempfile.TemporaryDirectory(prefix="warm-python-") as tmp:
             run = {
-                "module": module,
-                "args": args,
+                **request,
                 "cwd": str(cwd),
                 "env": env,
                 "out": str(Path(tmp) / "out"),
@@ -168,6 +201,8 @@ def serve(requests: IO[str], replies: IO[str]) -> None:
         run = json.loads(line)
         pid = os.fork()
         if pid == 0:
+            if "together" in run:
+                launch_together(run)
             become(run)
         deadline = time.monotonic() + float(run["timeout"])
         while True:
@@ -183,6 +218,11 @@ def serve(requests: IO[str], replies: IO[str]) -> None:
             time.sleep(0.002)
         replies.write(json.dumps({"status": status}) + "\n")
         replies.flush()
+
+
+#: This process's warm interpreter (one per test worker), closed at exit.
+WARM_PYTHON = WarmPython()
+atexit.register(WARM_PYTHON.close)
 
 
 if __name__ == "__main__":
