@@ -223,8 +223,9 @@ TABLES = {
 
 
 @pytest.fixture
-def zoo(new_project: NewProject, backend_url: str) -> Project:
-    project = new_project(database_url=backend_url)
+def zoo(request: pytest.FixtureRequest, new_project: NewProject, backend_url: str) -> Project:
+    """The zoo's models in a new service; an asyncio one where the test says so (indirect)."""
+    project = new_project(database_url=backend_url, **getattr(request, "param", {}))
     project.add_to_models(ZOO)
     return project
 
@@ -306,6 +307,7 @@ def sqlite_expression_index_warnings_allowed(zoo: Project) -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("sqlite_expression_index_warnings_allowed")
+@pytest.mark.parametrize("zoo", [{}, {"use_async": True}], ids=["sync", "async"], indirect=True)
 def test_real_models_migrate_the_first_time(zoo: Project, request: pytest.FixtureRequest) -> None:
     with expression_index_warning(zoo):
         first = zoo.autogenerate("real models")
