@@ -10,8 +10,9 @@ process, with its own exit status and output.  The imports are paid once per
 test worker.  ``start_together.py`` forks the same way, to start commands at
 one instant.
 
-Only commands of this interpreter (``sys.executable``) are run so; another
-Python (a fresh virtual environment) is started as usual.
+Each interpreter gets its own warm one (:func:`warm`): this suite's, or a
+virtual environment's where the project is installed; the warm one imports
+what that environment has, so an import that fails there fails in the command.
 """
 
 from __future__ import annotations
@@ -122,7 +123,8 @@ def launch_together(run: dict[str, Any]) -> None:
 class WarmPython:
     """A warm interpreter that forks one process per ``python -m`` command."""
 
-    def __init__(self) -> None:
+    def __init__(self, python: str = sys.executable) -> None:
+        self.python = python
         self._process: subprocess.Popen[str] | None = None
         self._lock = threading.Lock()
 
@@ -167,9 +169,9 @@ class WarmPython:
                 raise RuntimeError("the warm Python process died")
             status = json.loads(reply)["status"]
             if status is None:
-                raise subprocess.TimeoutExpired([sys.executable, "-m", module, *args], timeout)
+                raise subprocess.TimeoutExpired([self.python, "-m", module, *args], timeout)
             return subprocess.CompletedProcess(
-                [sys.executable, "-m", module, *args],
+                [self.python, "-m", module, *args],
                 status,
                 Path(run["out"]).read_text(),
                 Path(run["err"]).read_text(),
@@ -178,7 +180,7 @@ class WarmPython:
     def _zygote(self) -> subprocess.Popen[str]:
         if self._process is None or self._process.poll() is not None:
             self._process = subprocess.Popen(
-                [sys.executable, __file__],
+                [self.python, __file__],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
@@ -223,6 +225,15 @@ def serve(requests: IO[str], replies: IO[str]) -> None:
 #: This process's warm interpreter (one per test worker), closed at exit.
 WARM_PYTHON = WarmPython()
 atexit.register(WARM_PYTHON.close)
+_WARM = {sys.executable: WARM_PYTHON}
+
+
+def warm(python: str) -> WarmPython:
+    """The warm interpreter of ``python`` (started on first use, closed at exit)."""
+    if python not in _WARM:
+        _WARM[python] = WarmPython(python)
+        atexit.register(_WARM[python].close)
+    return _WARM[python]
 
 
 if __name__ == "__main__":
