@@ -99,8 +99,8 @@ def test_alembic_called_inside_the_running_loop_says_what_to_await(service: Proj
 def test_api_calls_at_once_in_one_process_each_run_whole(
     new_project: NewProject, backend_url: str, use_async: bool
 ) -> None:
-    """Alembic's context is one per process: a start-up upgrade and a readiness probe
-    reading current() at the same time must not mix their commands."""
+    """Alembic's context is one per process: two start-up upgrades at once must not mix
+    their commands; readiness probes reading current() meanwhile are answered."""
     service = new_project(database_url=backend_url, program_name="tickets", use_async=use_async)
     first = revision_id(service.autogenerate("create item"))
     service.write_revision("slow02", first, "time.sleep(0.3)", imports="import time")
@@ -108,25 +108,50 @@ def test_api_calls_at_once_in_one_process_each_run_whole(
         migrate = importlib.import_module("tickets.migrate")
         if use_async:
 
-            async def start_up_and_probes() -> list[object]:
-                return await asyncio.gather(
-                    migrate.upgrade(), *(migrate.current() for _ in range(4))
-                )
+            async def start_ups_and_probes() -> tuple[list[object], list[object]]:
+                upgrades = asyncio.gather(migrate.upgrade(), migrate.upgrade())
+                probes = asyncio.gather(*(migrate.current() for _ in range(4)))  # meanwhile
+                return list(await upgrades), list(await probes)
 
-            upgraded, *probed = asyncio.run(start_up_and_probes())
+            upgraded, probed = asyncio.run(start_ups_and_probes())
             heads = asyncio.run(migrate.current())
         else:
-            with ThreadPoolExecutor(5) as threads:
-                upgrading = threads.submit(migrate.upgrade)
+            with ThreadPoolExecutor(6) as threads:
+                upgrading = [threads.submit(migrate.upgrade) for _ in range(2)]
                 probes = [threads.submit(migrate.current) for _ in range(4)]
-                upgraded, probed = upgrading.result(), [probe.result() for probe in probes]
+                upgraded = [upgrade.result() for upgrade in upgrading]
+                probed = [probe.result() for probe in probes]
             heads = migrate.current()
 
-    assert upgraded is None
+    assert upgraded == [None, None]
     assert heads == ("slow02",)
     assert all(seen in [(), (first,), ("slow02",)] for seen in probed), probed
     assert service.version_rows() == ["slow02"]
     assert query(service.database_url, "SELECT count(*) FROM item") == [(0,)]
+
+
+def test_the_applications_own_async_engine_handed_over_is_left_to_its_loop(
+    service: Project,
+) -> None:
+    """Its pooled connections belong to the application's loop: the migrations use their
+    own to the same database, and the application's engine goes on working after them."""
+    with service.imported():
+        db = importlib.import_module("tickets.db")
+        config = importlib.import_module("tickets.migrate").alembic_config()
+
+        async def application() -> list[str]:
+            engine = db.create_db_engine()
+            async with engine.connect() as connection:  # a pooled connection, of this loop
+                await connection.execute(sa.text("SELECT 1"))
+            config.attributes["connection"] = engine
+            await asyncio.to_thread(command.upgrade, config, "head")
+            async with engine.connect() as connection:
+                found = await connection.execute(sa.text("SELECT version_num FROM alembic_version"))
+                versions = list(found.scalars())
+            await engine.dispose()
+            return versions
+
+        assert asyncio.run(application()) == ["slow02"]
 
 
 def test_an_asyncio_service_migrates_through_a_sync_engine_handed_over(service: Project) -> None:

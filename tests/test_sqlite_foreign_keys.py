@@ -124,7 +124,8 @@ def upgrade_with_async_engine(engine: AsyncEngine, config: Config, how: str) -> 
         try:
             command.upgrade(config, "head")
         finally:
-            # The application's connection got its foreign keys back.
+            # The application's connection got its foreign keys back (an AssertionError
+            # here shows the migration's own error as its context).
             assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
 
     async def in_the_applications_loop() -> None:

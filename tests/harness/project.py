@@ -40,7 +40,7 @@ import sqlalchemy as sa
 from alembic.config import Config
 from filelock import FileLock
 
-from harness.warm_python import warm
+from harness.warm_python import forkable, warm
 
 DEFAULT_ANSWERS = {"program_name": "shop", "author_name": "Ada Lovelace"}
 
@@ -168,7 +168,7 @@ class Project:
         self, *args: str, check: bool = True, cwd: Path | None = None, **env: str
     ) -> subprocess.CompletedProcess[str]:
         """Run a command in the project (``cwd`` elsewhere to test that)."""
-        if len(args) > 2 and args[1] == "-m":
+        if len(args) > 2 and args[1] == "-m" and forkable({**self.env, **env}):
             # `python -m ...`: forked from a warm interpreter of that Python (warm_python.py).
             result = warm(args[0]).run(
                 args[2], list(args[3:]), cwd=cwd or self.path, env={**self.env, **env}, timeout=300

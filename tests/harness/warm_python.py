@@ -98,6 +98,17 @@ def become(run: dict[str, Any], before: Callable[[], None] | None = None) -> Non
     except BaseException:
         traceback.print_exc()
     finally:
+        exit_as_python_does(status)
+
+
+def exit_as_python_does(status: int) -> None:
+    """End a forked child as an interpreter ends: non-daemon threads joined, atexit run."""
+    try:
+        threading._shutdown()  # type: ignore[attr-defined]
+        atexit._run_exitfuncs()
+    except BaseException:
+        traceback.print_exc()
+    finally:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(status)
@@ -115,9 +126,7 @@ def launch_together(run: dict[str, Any]) -> None:
     except BaseException:
         traceback.print_exc()
     finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(status)
+        exit_as_python_does(status)
 
 
 class WarmPython:
@@ -203,6 +212,7 @@ def serve(requests: IO[str], replies: IO[str]) -> None:
         run = json.loads(line)
         pid = os.fork()
         if pid == 0:
+            os.setpgid(0, 0)  # a group of its own: a timeout kills what it started too
             if "together" in run:
                 launch_together(run)
             become(run)
@@ -213,13 +223,28 @@ def serve(requests: IO[str], replies: IO[str]) -> None:
                 status = os.waitstatus_to_exitcode(wait_status)
                 break
             if time.monotonic() > deadline:
-                os.kill(pid, signal.SIGKILL)
+                os.killpg(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
                 status = None  # timed out
                 break
             time.sleep(0.002)
         replies.write(json.dumps({"status": status}) + "\n")
         replies.flush()
+
+
+#: What an interpreter reads from the environment only as it starts: a command
+#: setting one of these other than the warm interpreter had them is started anew.
+READ_AT_START_UP = {
+    name
+    for name in ("PYTHONWARNINGS", "PYTHONIOENCODING", "PYTHONHASHSEED", "PYTHONDEVMODE")
+    + ("PYTHONUTF8", "PYTHONSAFEPATH", "PYTHONNOUSERSITE", "PYTHONOPTIMIZE", "TZ", "LANG")
+    + ("LC_ALL", "LC_CTYPE", "PYTHONSTARTUP", "PYTHONHOME", "PYTHONUSERBASE")
+}
+
+
+def forkable(env: dict[str, str]) -> bool:
+    """Whether a command with ``env`` sees the same start-up settings as the warm one."""
+    return all(env.get(name) == os.environ.get(name) for name in READ_AT_START_UP)
 
 
 #: This process's warm interpreter (one per test worker), closed at exit.
