@@ -423,7 +423,7 @@ def test_changing_use_async_and_back_rerenders_the_template_files_and_keeps_the_
         db_py = (project.path / "ledger" / "db.py").read_text()
         assert ("create_async_engine" in db_py) is to_async
         env_py = (project.path / "ledger" / "migrations" / "env.py").read_text()
-        assert ("asyncio.run(run_async_migrations(connectable))" in env_py) is to_async
+        assert ("asyncio.run(run_async_migrations(" in env_py) is to_async
         assert ('"aiosqlite>=' in dependencies(project)) is to_async
         fresh = new_project("ledger", git_init=False, use_async=to_async).files()
         fresh["README.md"] += RUNBOOK.encode()
