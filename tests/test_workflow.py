@@ -165,6 +165,25 @@ def test_a_project_answered_sqlite_migrates_postgresql(
     assert_no_password(*output)
 
 
+@pytest.mark.postgres
+def test_a_first_revision_generated_on_postgresql_runs_on_sqlite(
+    new_project: NewProject, pg_url: str, tmp_path: Path
+) -> None:
+    """The README's other direction: the example model's default is written portably."""
+    project = new_project(database_url=pg_url)
+    revision = project.autogenerate("create initial tables")
+    assert "server_default=sa.text('CURRENT_TIMESTAMP')" in revision.read_text()
+    on_sqlite = project.with_database(f"sqlite:///{tmp_path / 'dev.sqlite'}")
+
+    on_sqlite.command("upgrade", "head")
+
+    with on_sqlite.engine().begin() as connection:
+        connection.execute(sa.text("INSERT INTO item (name) VALUES ('kettle')"))
+    (created_at,) = query(on_sqlite.database_url, "SELECT created_at FROM item")[0]
+    assert created_at is not None
+    assert "No new upgrade operations detected" in on_sqlite.command("check").stdout
+
+
 # -- where the URL comes from -------------------------------------------------------------
 
 
