@@ -135,6 +135,7 @@ class WarmPython:
     def __init__(self, python: str = sys.executable) -> None:
         self.python = python
         self._process: subprocess.Popen[str] | None = None
+        self._installed_at_start: frozenset[str] = frozenset()
         self._lock = threading.Lock()
 
     def run(
@@ -186,8 +187,21 @@ class WarmPython:
                 Path(run["err"]).read_text(),
             )
 
+    def _installed(self) -> frozenset[str]:
+        """What is installed for this Python: its site-packages' distributions and .pth files.
+
+        An interpreter reads .pth files (editable installs) only as it starts.
+        """
+        prefix = Path(self.python).parent.parent
+        found = prefix.glob("lib/python3*/site-packages/*")
+        return frozenset(p.name for p in found if p.suffix in (".pth", ".dist-info"))
+
     def _zygote(self) -> subprocess.Popen[str]:
+        installed = self._installed()
+        if self._process is not None and installed != self._installed_at_start:
+            self.close()  # something was installed since: start anew, as a new command would
         if self._process is None or self._process.poll() is not None:
+            self._installed_at_start = installed
             self._process = subprocess.Popen(
                 [self.python, __file__],
                 stdin=subprocess.PIPE,
@@ -202,6 +216,8 @@ class WarmPython:
             if self._process.stdin is not None:
                 self._process.stdin.close()
             self._process.wait(timeout=10)
+            if self._process.stdout is not None:
+                self._process.stdout.close()
             self._process = None
 
 
