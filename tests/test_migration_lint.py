@@ -118,6 +118,32 @@ def lint(project: Project, capsys: pytest.CaptureFixture[str], *args: str) -> tu
     return status, captured.out + captured.err
 
 
+CONSTANT_DEFAULTS = (
+    '    active: Mapped[bool] = mapped_column(server_default=text("false"))\n'
+    '    stock: Mapped[int] = mapped_column(server_default=text("10"))\n'
+)
+
+
+def test_constant_defaults_generated_on_sqlite_are_not_flagged(
+    new_project: NewProject, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Alembic's SQLite rendering wrote ``(false)``, which squawk takes for an expression."""
+    project = new_project()
+    project.autogenerate("create item")
+    project.command("upgrade", "head")
+    project.replace_in_models("import CheckConstraint,", "import CheckConstraint, text,")
+    project.replace_in_models("    created_at:", CONSTANT_DEFAULTS + "    created_at:")
+    revision = project.autogenerate("active and stock").read_text()
+    assert "server_default=sa.text('false')" in revision
+    assert "server_default=sa.text('10')" in revision
+
+    status, output = lint(project, capsys)
+
+    assert (status, output) == (0, "1 revision linted for PostgreSQL: no findings.\n")
+    project.command("upgrade", "head")  # and SQLite takes them as written
+    assert "No new upgrade operations detected" in project.command("check").stdout
+
+
 def test_the_readme_safe_patterns_pass_the_linter_and_apply(
     new_project: NewProject,
     backend_url: str,
