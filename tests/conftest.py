@@ -121,3 +121,17 @@ def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'backend.sqlite'}"
     return str(request.getfixturevalue("pg_url"))
+
+
+#: The longest single tests (15-25 s of work each, on one worker): started first,
+#: they run beside the many short ones instead of after them, alone.
+LONG_FIRST = ("xdist_group", "test_demo_leaves_a_service_to_keep_working_in")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Long tests first: pytest-xdist hands tests out in collection order."""
+
+    def long(item: pytest.Item) -> bool:
+        return item.get_closest_marker("xdist_group") is not None or item.name in LONG_FIRST
+
+    items.sort(key=lambda item: not long(item))  # stable: otherwise in file order
