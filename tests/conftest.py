@@ -123,9 +123,9 @@ def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(request.getfixturevalue("pg_url"))
 
 
-#: The longest single tests (15-25 s of work each, on one worker): started first,
-#: they run beside the many short ones instead of after them, alone.
-LONG_FIRST = ("xdist_group", "test_demo_leaves_a_service_to_keep_working_in")
+#: The longest tests outside the xdist groups (whose 15-25 s run on one worker):
+#: started first, with the groups, they run beside the short ones, not after them.
+LONG_FIRST = {"test_demo_leaves_a_service_to_keep_working_in"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
