@@ -2,9 +2,10 @@
 
 Eight ``python -m alembic upgrade head`` started one after the other on two
 CPU cores would mostly not overlap: each spends half a second importing before
-it touches the database.  :func:`run_together` starts one interpreter (this
-file as a script) that imports what the commands import, then forks one
-process per command; each waits at a barrier (a file that appears), then runs
+it touches the database.  :func:`run_together` forks a launcher from the warm
+interpreter of that Python (``warm_python.py``), which has imported what the
+commands import; the launcher forks one process per command; each waits at a
+barrier (a file that appears), then runs
 ``python -m MODULE ARGS`` exactly as the command line would, in its own
 process, with its own database connections, exit status and output.  The
 imports are paid once, not eight times: the race, not Python's start-up, is
@@ -19,18 +20,17 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-# This file runs as a script (the launcher): its folder is on sys.path, not harness's parent.
+# The warm interpreter imports this file from its own folder, without harness's parent.
 try:
-    from harness.warm_python import WARM_PYTHON, become, preload
+    from harness.warm_python import become, warm
 except ImportError:
-    from warm_python import WARM_PYTHON, become, preload  # type: ignore[no-redef]
+    from warm_python import become, warm  # type: ignore[no-redef]
 
 
 def run_together(
@@ -66,23 +66,28 @@ def run_together(
             )
         plan = folder / "plan.json"
         plan.write_text(json.dumps({"barrier": str(folder / "go"), "runs": runs}))
-        launcher = Launcher(python, plan, cwd=cwd, env=env, timeout=timeout)
+        launched: list[subprocess.CompletedProcess[str]] = []
+
+        def launch_warm() -> None:
+            launched.append(warm(python).together(plan, cwd=cwd, env=env, timeout=timeout))
+
+        launcher = threading.Thread(target=launch_warm, daemon=True)
+        launcher.start()
 
         deadline = time.monotonic() + timeout
         while not all(Path(run["ready"]).exists() for run in runs):
-            if launcher.finished():
-                _, output = launcher.wait(1.0)
-                raise RuntimeError(f"the launcher exited before the race:\n{output}")
+            if not launcher.is_alive():
+                raise RuntimeError(f"the launcher exited before the race:\n{_output(launched)}")
             if time.monotonic() > deadline:
-                launcher.kill()
+                # The warm interpreter's own timeout kills the launcher and its children.
                 raise TimeoutError("the processes did not all reach the barrier")
             time.sleep(0.005)
         released = time.monotonic()
         (folder / "go").touch()
-        status, launcher_output = launcher.wait(max(1.0, deadline - time.monotonic()))
+        launcher.join(max(1.0, deadline - time.monotonic()))
         seconds = time.monotonic() - released
-        if status != 0:
-            raise RuntimeError(f"the launcher failed:\n{launcher_output}")
+        if not launched or launched[0].returncode != 0:
+            raise RuntimeError(f"the launcher failed:\n{_output(launched)}")
 
         results = []
         for run, command in zip(runs, commands, strict=True):
@@ -97,58 +102,16 @@ def run_together(
         return results, seconds
 
 
-class Launcher:
-    """The launcher of one race: forked from this worker's warm Python when the commands
-    are this interpreter's (no imports to wait for), else started as a new process."""
-
-    def __init__(self, python: str, plan: Path, *, cwd: Path, env: dict[str, str], timeout: float):
-        self._process: subprocess.Popen[str] | None = None
-        self._result: subprocess.CompletedProcess[str] | None = None
-        self._thread: threading.Thread | None = None
-        if python == sys.executable:
-            self._thread = threading.Thread(
-                target=self._warm, args=(plan, cwd, env, timeout), daemon=True
-            )
-            self._thread.start()
-        else:
-            self._process = subprocess.Popen(
-                [python, __file__, str(plan)],
-                cwd=cwd,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-
-    def _warm(self, plan: Path, cwd: Path, env: dict[str, str], timeout: float) -> None:
-        self._result = WARM_PYTHON.together(plan, cwd=cwd, env=env, timeout=timeout)
-
-    def finished(self) -> bool:
-        if self._process is not None:
-            return self._process.poll() is not None
-        assert self._thread is not None
-        return not self._thread.is_alive()
-
-    def wait(self, timeout: float) -> tuple[int, str]:
-        """The launcher's exit status and output, once it is done."""
-        if self._process is not None:
-            output, _ = self._process.communicate(timeout=timeout)
-            return self._process.returncode, output
-        assert self._thread is not None
-        self._thread.join(timeout)
-        if self._result is None:
-            return 1, "the warm launcher did not finish"
-        return self._result.returncode, self._result.stdout + self._result.stderr
-
-    def kill(self) -> None:
-        if self._process is not None:
-            self._process.kill()
+def _output(launched: list[subprocess.CompletedProcess[str]]) -> str:
+    """What the launcher printed, if it got as far as exiting."""
+    if not launched:
+        return "(the launcher did not finish)"
+    return launched[0].stdout + launched[0].stderr
 
 
 def launch(plan_file: Path) -> None:
-    """Import once, fork one process per run, wait for them all."""
+    """In the warm interpreter's fork: fork one process per run, wait for them all."""
     plan = json.loads(plan_file.read_text())
-    preload()
     children = {}
     barrier = Path(plan["barrier"])
     for run in plan["runs"]:
@@ -167,7 +130,3 @@ def _ready(barrier: Path, run: dict[str, object]) -> None:
     Path(str(run["ready"])).touch()
     while not barrier.exists():
         time.sleep(0.001)
-
-
-if __name__ == "__main__":
-    launch(Path(sys.argv[1]))

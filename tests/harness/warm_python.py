@@ -132,7 +132,7 @@ def launch_together(run: dict[str, Any]) -> None:
 class WarmPython:
     """A warm interpreter that forks one process per ``python -m`` command."""
 
-    def __init__(self, python: str = sys.executable) -> None:
+    def __init__(self, python: str) -> None:
         self.python = python
         self._process: subprocess.Popen[str] | None = None
         self._installed_at_start: frozenset[str] = frozenset()
@@ -148,18 +148,25 @@ class WarmPython:
         timeout: float,
     ) -> subprocess.CompletedProcess[str]:
         """``python -m module *args`` in ``cwd`` with exactly ``env``; its exit and output."""
-        return self._request({"module": module, "args": args}, cwd, env, timeout)
+        command = [self.python, "-m", module, *args]
+        return self._request({"module": module, "args": args}, command, cwd, env, timeout)
 
     def together(
         self, plan: Path, *, cwd: Path, env: dict[str, str], timeout: float
     ) -> subprocess.CompletedProcess[str]:
         """start_together's launcher for ``plan``, forked warm (see start_together.py)."""
-        return self._request({"together": str(plan), "module": "", "args": []}, cwd, env, timeout)
+        command = [self.python, "start_together.py", str(plan)]
+        return self._request({"together": str(plan)}, command, cwd, env, timeout)
 
     def _request(
-        self, request: dict[str, Any], cwd: Path, env: dict[str, str], timeout: float
+        self,
+        request: dict[str, Any],
+        command: list[str],
+        cwd: Path,
+        env: dict[str, str],
+        timeout: float,
     ) -> subprocess.CompletedProcess[str]:
-        module, args = request["module"], request["args"]
+        """Have the warm interpreter fork ``request``; ``command`` is what it stands for."""
         with self._lock, tempfile.TemporaryDirectory(prefix="warm-python-") as tmp:
             run = {
                 **request,
@@ -179,9 +186,9 @@ class WarmPython:
                 raise RuntimeError("the warm Python process died")
             status = json.loads(reply)["status"]
             if status is None:
-                raise subprocess.TimeoutExpired([self.python, "-m", module, *args], timeout)
+                raise subprocess.TimeoutExpired(command, timeout)
             return subprocess.CompletedProcess(
-                [self.python, "-m", module, *args],
+                command,
                 status,
                 Path(run["out"]).read_text(),
                 Path(run["err"]).read_text(),
@@ -250,12 +257,13 @@ def serve(requests: IO[str], replies: IO[str]) -> None:
 
 #: What an interpreter reads from the environment only as it starts: a command
 #: setting one of these other than the warm interpreter had them is started anew.
-READ_AT_START_UP = {
-    name
-    for name in ("PYTHONWARNINGS", "PYTHONIOENCODING", "PYTHONHASHSEED", "PYTHONDEVMODE")
-    + ("PYTHONUTF8", "PYTHONSAFEPATH", "PYTHONNOUSERSITE", "PYTHONOPTIMIZE", "TZ", "LANG")
-    + ("LC_ALL", "LC_CTYPE", "PYTHONSTARTUP", "PYTHONHOME", "PYTHONUSERBASE")
-}
+READ_AT_START_UP = frozenset(
+    {
+        "PYTHONWARNINGS", "PYTHONIOENCODING", "PYTHONHASHSEED", "PYTHONDEVMODE", "PYTHONUTF8",
+        "PYTHONSAFEPATH", "PYTHONNOUSERSITE", "PYTHONOPTIMIZE", "PYTHONSTARTUP", "PYTHONHOME",
+        "PYTHONUSERBASE", "TZ", "LANG", "LC_ALL", "LC_CTYPE",
+    }
+)  # fmt: skip
 
 
 def forkable(env: dict[str, str]) -> bool:
@@ -263,10 +271,8 @@ def forkable(env: dict[str, str]) -> bool:
     return all(env.get(name) == os.environ.get(name) for name in READ_AT_START_UP)
 
 
-#: This process's warm interpreter (one per test worker), closed at exit.
-WARM_PYTHON = WarmPython()
-atexit.register(WARM_PYTHON.close)
-_WARM = {sys.executable: WARM_PYTHON}
+#: Each Python's warm interpreter in this process (a test worker), closed at exit.
+_WARM: dict[str, WarmPython] = {}
 
 
 def warm(python: str) -> WarmPython:
