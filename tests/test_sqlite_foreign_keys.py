@@ -70,9 +70,7 @@ def add_rows(project: Project) -> None:
         if isinstance(engine, AsyncEngine):
             asyncio.run(engine.dispose())
             engine = project.engine()
-            event.listen(
-                engine, "connect", lambda dbapi, _: dbapi.execute("PRAGMA foreign_keys=ON")
-            )
+            event.listen(engine, "connect", db._enable_sqlite_foreign_keys)  # the service's own
         with engine.connect() as connection:
             assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         with orm.sessionmaker(engine).begin() as session:
