@@ -131,11 +131,13 @@ def test_own_suite_passes_on_the_pytest_of_this_repository(new_project: NewProje
     # The other side of the pytest 9.2 boundary (this repository pins pytest<9.2).
     project = new_project(program_name=PROGRAM)
     project.autogenerate("create initial tables")
+    add_tests_at_head(project)
     # With every pytest plugin this repository has installed (pytest-copier, ...).
     result = own_tests(project, python=sys.executable, with_our_plugins=True)
     assert f"pytest-{pytest.__version__}" in result.stdout
     assert "copier-" in result.stdout.split("plugins:")[1].splitlines()[0]
     assert_all_passed(result)
+    assert_each_test_at_head_had_a_database_of_its_own(result.stdout)
 
 
 @uses_the_venv
@@ -168,6 +170,35 @@ def test_own_suite_fails_with_the_autogenerate_hint_when_models_change_without_a
     for _, _, shown in UNMIGRATED_EDITS.values():  # each change, in both reports
         assert shown in drift
         assert f"table {shown}" in equality or f"column {shown}" in equality
+
+
+# A user's tests at head: three in a row, each writing a row the next must not see.
+TESTS_AT_HEAD = """
+import pytest
+from sqlalchemy import text
+
+
+@pytest.mark.parametrize("writer", ["first", "second", "third"])
+def test_at_head(database_url_at_head, on_database, writer):
+    def write(connection):
+        seen = connection.execute(text("SELECT name FROM item")).scalars().all()
+        connection.execute(text("INSERT INTO item (name) VALUES (:name)"), {"name": writer})
+        return seen, connection.execute(text("SELECT version_num FROM alembic_version")).all()
+
+    assert on_database(database_url_at_head, write) == ([], [("HEAD",)])
+"""
+
+
+def add_tests_at_head(service: Project) -> None:
+    """The user's tests of :data:`TESTS_AT_HEAD`, for the service's one revision."""
+    (revision,) = service.versions()
+    head = revision.name.split("_")[0]
+    (service.path / "tests" / "test_at_head.py").write_text(TESTS_AT_HEAD.replace("HEAD", head))
+
+
+def assert_each_test_at_head_had_a_database_of_its_own(output: str) -> None:
+    for writer in ("first", "second", "third"):
+        assert f"tests/test_at_head.py::test_at_head[{writer}] PASSED" in output, output
 
 
 # A dependency's deprecation, triggered by the user's models (SQLAlchemy 1.x style).
@@ -245,6 +276,7 @@ def test_the_asyncio_variants_own_suite_passes_on_both_backends(
     assert checked.returncode == 0 and "All checks passed!" in checked.stdout, checked.stdout
     assert formatted.returncode == 0 and "already formatted" in formatted.stdout, formatted.stdout
 
+    add_tests_at_head(service)
     on_sqlite = own_tests(service, python=sys.executable)
     asyncpg_url = new_pg_url().replace("postgresql+psycopg://", "postgresql+asyncpg://")
     on_postgresql = own_tests(
@@ -257,6 +289,7 @@ def test_the_asyncio_variants_own_suite_passes_on_both_backends(
         assert "test_models.py::test_an_item_is_stored_with_its_creation_time PASSED" in output
         assert "test_migrate.py::test_upgrade_from_python_reaches_head_and_back PASSED" in output
         assert "asyncio-" in output.split("plugins:")[1].splitlines()[0]  # pytest-asyncio ran
+        assert_each_test_at_head_had_a_database_of_its_own(output)
     assert_no_password(on_postgresql)
 
 
