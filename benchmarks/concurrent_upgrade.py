@@ -148,8 +148,8 @@ def main() -> None:
         project = render(base / "bench", "bench")
         write_history(project)
         race = Race(project, base, options.processes)
-        for name, fresh_url in backends(base):
-            benchmark(name, race, fresh_url, options.repeat)
+        for backend in backends(base):
+            benchmark(backend.name, race, backend.fresh_url, options.repeat)
 
 
 if __name__ == "__main__":

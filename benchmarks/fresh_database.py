@@ -18,8 +18,12 @@ Then, on SQLite and (when the server binaries are installed) a throwaway
 PostgreSQL server, each on a fresh database, in this process, interleaved:
 ``migrate.upgrade()`` (replays every revision) and ``migrate.create_schema()``
 (``create_all`` + stamp head).  Both read every revision file (the stamp
-needs the history), with bytecode cached as in a real checkout.  It prints
-medians, the ratio, and how the replay grows with the history.
+needs the history), with bytecode cached as in a real checkout.  Beside them,
+a copy of a database at head: a file copy on SQLite (what the rendered tests'
+fixtures give a test at head there), ``CREATE DATABASE ... TEMPLATE`` on
+PostgreSQL (which they do not use: see the line "a test at head", which
+counts what each way leaves to drop or wipe).  It prints medians, the
+ratios, and how the replay grows with the history.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from pathlib import Path
 from types import ModuleType
 
 import sqlalchemy as sa
-from common import FreshUrl, backends, median, render
+from common import Backend, FreshUrl, backends, median, render
 from harness.project import Project
 
 MODELS_HEAD = "class Item(Base):"
@@ -161,6 +165,7 @@ class Service:
         sys.path.insert(0, str(self.path))
         self.migrate = importlib.import_module(f"{package}.migrate")
         self.equality = load(self.path / "tests" / "test_create_schema.py", f"{package}_equality")
+        self.conftest = load(self.path / "tests" / "conftest.py", f"{package}_conftest")
 
     def schema_of(self, url: str) -> dict[str, str]:
         """The rendered test's description of the schema at ``url``."""
@@ -184,28 +189,44 @@ class Service:
         print(f"  {self.count} revisions: same schema both ways ({tables} tables)", flush=True)
 
 
-def timed(action: Callable[..., object], url: str) -> float:
-    """Seconds ``action(url=url)`` takes."""
+def timed(action: Callable[..., object], *args: object, **kwargs: object) -> float:
+    """Seconds ``action(*args, **kwargs)`` takes."""
     started = time.perf_counter()
-    action(url=url)
+    action(*args, **kwargs)
     return time.perf_counter() - started
 
 
-def benchmark(name: str, services: list[Service], fresh_url: FreshUrl, repeat: int) -> None:
-    print(f"\n{name}: medians of {repeat} runs, each on a fresh database", flush=True)
+def benchmark(backend: Backend, services: list[Service], repeat: int) -> None:
+    print(f"\n{backend.name}: medians of {repeat} runs, each on a fresh database", flush=True)
     for service in services:
-        service.check_equality(fresh_url)
-    print(f"  {'revisions':>9}{'upgrade head':>15}{'create_schema':>16}{'ratio':>8}")
+        service.check_equality(backend.fresh_url)
+    print(f"  {'revisions':>9}{'upgrade head':>15}{'create_schema':>16}{'ratio':>8}"
+          f"{'copy':>9}{'ratio':>8}{'drop':>8}")  # fmt: skip
     replay: dict[int, float] = {}
     for service in services:
-        upgrades: list[float] = []
-        creates: list[float] = []
-        for _ in range(repeat):  # interleaved: load changes hit both alike
-            upgrades.append(timed(service.migrate.upgrade, fresh_url()))
-            creates.append(timed(service.migrate.create_schema, fresh_url()))
-        up, create = median(upgrades), median(creates)
+        head = backend.fresh_url()
+        service.migrate.create_schema(url=head)  # what copies copy
+        upgrades, creates, wipes, copies, drops = [], [], [], [], []
+        for _ in range(repeat):  # interleaved: load changes hit all alike
+            upgrades.append(timed(service.migrate.upgrade, url=backend.fresh_url()))
+            created = backend.fresh_url()
+            creates.append(timed(service.migrate.create_schema, url=created))
+            wipes.append(timed(service.conftest.on_database, created, service.conftest.wipe))
+            started = time.perf_counter()
+            copy = backend.copy(head)
+            copies.append(time.perf_counter() - started)
+            drops.append(timed(backend.drop, copy))
+        up, create, copied = median(upgrades), median(creates), median(copies)
         replay[service.count] = up
-        print(f"  {service.count:>9}{up:>14.2f}s{create:>15.2f}s{up / create:>7.1f}x", flush=True)
+        print(
+            f"  {service.count:>9}{up:>14.2f}s{create:>15.2f}s{up / create:>7.1f}x"
+            f"{copied:>8.3f}s{up / copied:>7.0f}x{median(drops):>7.3f}s",
+            flush=True,
+        )
+        if backend.name == "PostgreSQL":
+            # What tests/conftest.py does there: create_schema, then wipe after the test.
+            print(f"  {'':>9}a test at head: create_schema + wipe {create + median(wipes):.2f}s "
+                  f"(copy + drop {copied + median(drops):.2f}s)")  # fmt: skip
     counts = sorted(replay)
     if len(counts) > 1:
         first, last = counts[0], counts[-1]
@@ -230,8 +251,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-fresh-") as tmp:
         base = Path(tmp)
         services = [Service(base, count) for count in options.revisions]
-        for name, fresh_url in backends(base):
-            benchmark(name, services, fresh_url, options.repeat)
+        for backend in backends(base):
+            benchmark(backend, services, options.repeat)
 
 
 if __name__ == "__main__":

@@ -267,11 +267,13 @@ class PostgresCluster:
                 )
             )
 
-    def create_database(self, name: str, owner: str) -> None:
+    def create_database(self, name: str, owner: str, template: str | None = None) -> None:
+        """Create a database, a copy of ``template`` if given (else of template1)."""
+        copied = sql.SQL(" TEMPLATE {}").format(sql.Identifier(template or "template1"))
         with self._admin() as conn:
             conn.execute(
-                sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                    sql.Identifier(name), sql.Identifier(owner)
+                sql.SQL("CREATE DATABASE {} OWNER {}{}").format(
+                    sql.Identifier(name), sql.Identifier(owner), copied
                 )
             )
 
