@@ -157,11 +157,8 @@ def test_migrating_from_python_at_start_up(built: Built, tmp_path: Path) -> None
         f"print(migrate.current({other!r}))\n"
     )
     printed = user.run(user.python, "-c", code).stdout.splitlines()
-    assert "No new upgrade operations detected." in printed  # check() passed
-    assert [line for line in printed if line.startswith("(")] == [
-        repr((built.revisions[-1],)),
-        repr((built.revisions[0],)),
-    ]
+    # check() passed (it raises otherwise) and, called from Python, printed nothing.
+    assert printed == [repr((built.revisions[-1],)), repr((built.revisions[0],))]
     assert user.tables() == {"item", "customer", "alembic_version"}
 
 
