@@ -575,6 +575,13 @@ def test_revisions_generated_on_sqlite_upgrade_postgresql_and_check_clean_on_bot
         assert_clean(zoo, times=5)
         assert_clean(postgresql, times=5)
 
+        # Down and up again there: the native ENUM type goes with its table.
+        postgresql.command("downgrade", "base")
+        assert postgresql.tables() == {"alembic_version"}
+        assert enum_types(postgresql) == []
+        postgresql.command("upgrade", "head")
+        assert postgresql.tables() == TABLES | {"alembic_version"}
+
 
 CHECKED_COLUMNS = """
 import enum
