@@ -90,14 +90,17 @@ def test_a_database_that_is_not_empty_is_refused_and_left_as_it_was(
 ) -> None:
     if state == "at head":
         project.command("upgrade", "head")
-        found = f"is at revision {head(project)[0]}"
+        found = f"is at revision {head(project)[0]}."
+        next_step = "bring this one to head with `alembic upgrade head`."
     else:
         engine = project.engine()
         with engine.begin() as connection:
             connection.execute(sa.text("CREATE TABLE legacy (id INTEGER PRIMARY KEY)"))
             connection.execute(sa.text("INSERT INTO legacy (id) VALUES (1)"))
         engine.dispose()
-        found = "has table legacy"
+        # No revision to upgrade from: `upgrade head` would fail on the tables.
+        found = "has table legacy, and no revision."
+        next_step = "point it at an empty one, or drop those tables first."
     before = snapshot(project.database_url)
 
     with pytest.raises(CommandError) as refused:
@@ -105,8 +108,8 @@ def test_a_database_that_is_not_empty_is_refused_and_left_as_it_was(
 
     message = str(refused.value)
     assert "\n" not in message
-    assert f"is not empty: it {found}." in message
-    assert message.endswith("bring this one to head with `alembic upgrade head`.")
+    assert f"is not empty: it {found}" in message
+    assert message.endswith(next_step)
     assert_no_password(message)
     assert snapshot(project.database_url) == before  # no alembic_version left behind either
 
@@ -258,7 +261,8 @@ def test_leftovers_in_other_schemas_and_enum_types_count_as_not_empty(
     engine.dispose()
     before = snapshot(project.database_url)
 
-    with pytest.raises(CommandError, match="it has table archive.archived, type mood. "):
+    leftovers = "it has table archive.archived, type mood, and no revision. "
+    with pytest.raises(CommandError, match=leftovers):
         create_schema(project)
 
     assert snapshot(project.database_url) == before

@@ -190,8 +190,15 @@ def test_a_bad_database_url_fails_with_one_line(
 @pytest.mark.parametrize(
     "args",
     # (no arguments at all: see test_help_exits_0_names_the_command_typed_and_hides_init)
-    [["db"], ["db", "frobnicate"], ["migrate", "upgrade", "head"], ["db", "upgrade"]],
-    ids=["no-command", "unknown-command", "not-db", "missing-revision"],
+    [
+        ["db"],
+        ["db", "frobnicate"],
+        ["migrate", "upgrade", "head"],
+        ["db", "upgrade"],
+        ["db", "-c", "/nowhere/alembic.ini", "upgrade", "head"],
+        ["db", "-n", "other", "current"],
+    ],
+    ids=["no-command", "unknown-command", "not-db", "missing-revision", "ini-file", "ini-section"],
 )
 def test_usage_errors_exit_2_with_the_usage(built: Built, tmp_path: Path, args: list[str]) -> None:
     user = built.user(tmp_path, f"sqlite:///{tmp_path / 'app.db'}")
@@ -201,6 +208,9 @@ def test_usage_errors_exit_2_with_the_usage(built: Built, tmp_path: Path, args: 
     assert f"python -m {PROGRAM} db" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "app.db").exists()
+    if "-c" in args or "-n" in args:  # Alembic's ini options: refused, not ignored
+        assert "-c/--config and -n/--name choose an alembic.ini" in result.stderr
+        assert f"reads its configuration from {PROGRAM}.migrate" in result.stderr
 
 
 @pytest.mark.parametrize("how", ["console script", "python -m"])

@@ -196,6 +196,37 @@ def add_tests_at_head(service: Project) -> None:
     (service.path / "tests" / "test_at_head.py").write_text(TESTS_AT_HEAD.replace("HEAD", head))
 
 
+# A user's test that leaves a connection open, inside a transaction that read a table.
+TEST_LEAVING_A_CONNECTION_OPEN = """
+from sqlalchemy import create_engine, text
+
+LEFT_OPEN = []
+
+
+def test_leaves_a_connection_open(database_url_at_head):
+    connection = create_engine(database_url_at_head).connect()
+    connection.execute(text("SELECT count(*) FROM item"))  # a lock until the transaction ends
+    LEFT_OPEN.append(connection)
+"""
+
+
+@pytest.mark.postgres
+def test_a_connection_a_test_leaves_open_does_not_stall_the_suite_on_postgresql(
+    new_project: NewProject, pg_url: str
+) -> None:
+    project = new_project(program_name=PROGRAM)
+    project.autogenerate("create initial tables")
+    (project.path / "tests" / "test_left_open.py").write_text(TEST_LEAVING_A_CONNECTION_OPEN)
+    add_tests_at_head(project)
+
+    result = own_tests(project, python=sys.executable, LEDGER_TEST_DATABASE_URL=pg_url)
+
+    assert_all_passed(result)
+    assert "test_left_open.py::test_leaves_a_connection_open PASSED" in result.stdout
+    assert_each_test_at_head_had_a_database_of_its_own(result.stdout)
+    assert project.with_database(pg_url).tables() == set()  # wiped after the last test
+
+
 def assert_each_test_at_head_had_a_database_of_its_own(output: str) -> None:
     for writer in ("first", "second", "third"):
         assert f"tests/test_at_head.py::test_at_head[{writer}] PASSED" in output, output
