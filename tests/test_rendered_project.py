@@ -217,13 +217,15 @@ def test_a_connection_a_test_leaves_open_does_not_stall_the_suite_on_postgresql(
     project = new_project(program_name=PROGRAM)
     project.autogenerate("create initial tables")
     (project.path / "tests" / "test_left_open.py").write_text(TEST_LEAVING_A_CONNECTION_OPEN)
-    add_tests_at_head(project)
 
-    result = own_tests(project, python=sys.executable, LEDGER_TEST_DATABASE_URL=pg_url)
+    # That test, then the example tests of the models on the same database.
+    tests = ("tests/test_left_open.py", "tests/test_models.py")
+    result = own_tests(project, *tests, python=sys.executable, LEDGER_TEST_DATABASE_URL=pg_url)
 
-    assert_all_passed(result)
+    assert result.returncode == 0, result.stdout + result.stderr
     assert "test_left_open.py::test_leaves_a_connection_open PASSED" in result.stdout
-    assert_each_test_at_head_had_a_database_of_its_own(result.stdout)
+    assert "test_models.py::test_two_items_cannot_share_a_name PASSED" in result.stdout
+    assert re.search(r"=+ 3 passed in ", result.stdout), result.stdout
     assert project.with_database(pg_url).tables() == set()  # wiped after the last test
 
 
