@@ -100,7 +100,7 @@ def test_a_database_that_is_not_empty_is_refused_and_left_as_it_was(
         engine.dispose()
         # No revision to upgrade from: `upgrade head` would fail on the tables.
         found = "has table legacy, and no revision."
-        next_step = "point it at an empty one, or drop those tables first."
+        next_step = "point it at an empty one, or drop them first."
     before = snapshot(project.database_url)
 
     with pytest.raises(CommandError) as refused:

@@ -583,6 +583,88 @@ def test_revisions_generated_on_sqlite_upgrade_postgresql_and_check_clean_on_bot
         assert postgresql.tables() == TABLES | {"alembic_version"}
 
 
+SHARED_ENUMS = """
+import enum
+
+from sqlalchemy import Enum
+from sqlalchemy.dialects import postgresql
+
+
+class Kind(enum.Enum):
+    x = "x"
+    y = "y"
+
+
+class Mood(enum.Enum):  # used from the second revision on
+    happy = "happy"
+    sad = "sad"
+
+
+class Part(Base):
+    __tablename__ = "part"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[Kind] = mapped_column(Enum(Kind, name="kind"))
+
+
+class Tool(Base):
+    __tablename__ = "tool"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[Kind] = mapped_column(Enum(Kind, name="kind"))
+    flavor: Mapped[str] = mapped_column(
+        String(10).with_variant(postgresql.ENUM("sweet", "sour", name="flavor"), "postgresql")
+    )
+"""
+# Then: a new ENUM type on a column added to an existing table, and a new
+# table using the existing type.
+MORE_ENUMS = """
+class Bin(Base):
+    __tablename__ = "bin"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[Kind] = mapped_column(Enum(Kind, name="kind"))
+"""
+
+
+@pytest.mark.postgres
+def test_enum_types_of_revisions_generated_on_sqlite_come_and_go_on_postgresql(
+    new_project: NewProject, pg_url: str
+) -> None:
+    """Created once, before their first column; dropped after their last; one revision at a time."""
+    project = new_project()
+    project.add_to_models(SHARED_ENUMS)
+    first = project.autogenerate("parts and tools").read_text()
+    project.command("upgrade", "head")
+    project.add_to_models(MORE_ENUMS)
+    project.replace_in_models(
+        '    kind: Mapped[Kind] = mapped_column(Enum(Kind, name="kind"))\n\n\nclass Tool',
+        '    kind: Mapped[Kind] = mapped_column(Enum(Kind, name="kind"))\n'
+        '    mood: Mapped[Mood | None] = mapped_column(Enum(Mood, name="mood"))\n\n\nclass Tool',
+    )
+    second = project.autogenerate("bins, moods").read_text()
+    assert first.count("name='kind').create(op.get_bind())") == 1  # one type, two tables
+    assert "name='kind').create(" not in second  # the database has it already
+    assert "name='mood').create(op.get_bind())" in second
+
+    postgresql = project.with_database(pg_url)
+    postgresql.command("upgrade", "+1")  # each revision in its own run, as deploys go
+    assert sorted(enum_types(postgresql)) == ["flavor", "kind"]
+    postgresql.command("upgrade", "+1")
+    assert sorted(enum_types(postgresql)) == ["flavor", "kind", "mood"]
+    postgresql.command("downgrade", "-1")
+    assert sorted(enum_types(postgresql)) == ["flavor", "kind"]
+    postgresql.command("downgrade", "base")
+    assert enum_types(postgresql) == []
+    postgresql.command("upgrade", "head")
+    assert postgresql.tables() == {"item", "part", "tool", "bin", "alembic_version"}
+    assert "mood" in postgresql.columns("part")
+    # And on SQLite, where those operations do nothing.
+    project.command("downgrade", "base")
+    project.command("upgrade", "head")
+    assert_clean(project, expression_index=False)
+
+
 CHECKED_COLUMNS = """
 import enum
 
