@@ -65,7 +65,9 @@ def sqlite_backend(base: Path) -> Backend:
         shutil.copyfile(url.removeprefix("sqlite:///"), new.removeprefix("sqlite:///"))
         return new
 
-    return Backend("SQLite", fresh_url, copy, lambda url: Path(url[len("sqlite:///") :]).unlink())
+    return Backend(
+        "SQLite", fresh_url, copy, lambda url: Path(url.removeprefix("sqlite:///")).unlink()
+    )
 
 
 @contextmanager
