@@ -90,7 +90,7 @@ def test_the_wheel_ships_the_migrations_and_every_revision(built: Built) -> None
     revisions = {f"{migrations}/versions/{path.name}" for path in built.source.versions()}
     assert len(revisions) == 2
     assert revisions <= names
-    package = {"db.py", "migrate.py", "migration_guards.py", "models.py", "py.typed"}
+    package = {"db.py", "migrate.py", "migration_machinery/guards.py", "models.py", "py.typed"}
     assert {f"{PROGRAM}/{name}" for name in package} <= names
     # Developer files stay out of the package.
     assert not {name for name in names if "alembic.ini" in name or name.startswith("tests/")}

@@ -607,7 +607,7 @@ def test_a_service_from_the_first_release_updates_without_conflicts(
     # The example model's test is a first copy's only: this service's models moved on.
     del expected["tests/test_models.py"]
     assert project.files() == expected
-    assert "inventory/migration_guards.py" in expected
+    assert "inventory/migration_machinery/guards.py" in expected
     assert_migrations_still_work(project, fresh_database=True)
 
 

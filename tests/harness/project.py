@@ -302,7 +302,7 @@ class Project:
                 yield database.exists
             return
         with self.imported():
-            guards = importlib.import_module(f"{self.program_name}.migration_guards")
+            guards = importlib.import_module(f"{self.program_name}.migration_machinery.guards")
         engine = sa.create_engine(self.database_url, poolclass=sa.NullPool)
         waiting = "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
         with engine.connect() as holder, engine.connect() as observer:
