@@ -10,7 +10,7 @@ command line where its messages are the subject), in a git repository, by a
 user with an empty home folder; migrations run through Alembic's command API
 on the project's alembic.ini, on a SQLite file.
 
-The last test updates a service rendered from the first release (0.1.0,
+The last tests update a service rendered from the first release (0.1.0,
 commit 34e5ff9 of this repository) to the template as it is now.
 """
 
@@ -555,59 +555,130 @@ def test_update_recreates_a_deleted_models_py(
     assert "'item'" not in revision.read_text()
 
 
-# -- from the first release to this one ---------------------------------------------------
+# -- from earlier releases to this one -----------------------------------------------------
 
 FIRST_RELEASE = "34e5ff9"  # 0.1.0 in CHANGELOG.md: migrate.py still held the guards
+BEFORE_THE_LAYOUT = "f20624f"  # the machinery beside models.py, before migration_machinery/
+
+#: Where the modules of the package's top level went (CHANGELOG.md, "Layout").
+MOVED = {
+    "migration_guards.py": "migration_machinery/guards.py",
+    "autogenerate_fixes.py": "migration_machinery/autogenerate.py",
+    "migration_lint.py": "migration_machinery/lint.py",
+}
 
 
 @pytest.fixture
-def released_repo(copier_template: Path, tmp_path: Path) -> TemplateRepo:
-    """This repository with 0.1.0 tagged, and the template as it is now released after it."""
-    known = subprocess.run(
-        ["git", "-C", str(ROOT), "cat-file", "-e", f"{FIRST_RELEASE}^{{commit}}"],
-        capture_output=True,
-    )
-    if known.returncode != 0:
-        pytest.skip(f"needs this repository's git history (commit {FIRST_RELEASE})")
-    repo = TemplateRepo(tmp_path / "released")
-    git(tmp_path, "clone", "-q", "--no-checkout", str(ROOT), str(repo.path))
-    git(repo.path, "tag", "v0.1.0", FIRST_RELEASE)
-    git(repo.path, "checkout", "-q", FIRST_RELEASE)
-    for name in ("copier.yml", "template"):
-        target = repo.path / name
-        shutil.rmtree(target) if target.is_dir() else target.unlink()
-        copy = shutil.copytree if (copier_template / name).is_dir() else shutil.copy
-        copy(copier_template / name, target)
-    repo.release("v0.2.0")
-    return repo
+def released_repo(copier_template: Path, tmp_path: Path) -> Callable[[str], TemplateRepo]:
+    """``released_repo(commit)``: this repository with ``commit`` tagged v0.1.0, and the
+    template as it is now released after it as v0.2.0."""
+
+    def _released(commit: str) -> TemplateRepo:
+        known = subprocess.run(
+            ["git", "-C", str(ROOT), "cat-file", "-e", f"{commit}^{{commit}}"],
+            capture_output=True,
+        )
+        if known.returncode != 0:
+            pytest.skip(f"needs this repository's git history (commit {commit})")
+        repo = TemplateRepo(tmp_path / f"released-{commit}")
+        git(tmp_path, "clone", "-q", "--no-checkout", str(ROOT), str(repo.path))
+        git(repo.path, "tag", "v0.1.0", commit)
+        git(repo.path, "checkout", "-q", commit)
+        for name in ("copier.yml", "template"):
+            target = repo.path / name
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
+            copy = shutil.copytree if (copier_template / name).is_dir() else shutil.copy
+            copy(copier_template / name, target)
+        repo.release("v0.2.0")
+        return repo
+
+    return _released
+
+
+def users_files(project: Project) -> dict[str, bytes]:
+    """The files of a service that an update never touches: its models, revisions, own tests."""
+    return {
+        path: content
+        for path, content in project.files().items()
+        if path in (f"{project.program_name}/models.py", "tests/test_models.py")
+        or "/migrations/versions/" in path
+    }
+
+
+def expected_after_update(
+    repo: TemplateRepo, project: Project, tmp_path: Path, users: dict[str, bytes]
+) -> dict[str, bytes]:
+    """What a fresh copy of v0.2.0 has, with the user's own files and runbook."""
+    fresh = copy_template(repo, tmp_path, project.program_name, vcs_ref="v0.2.0", git_init=False)
+    expected = fresh.files()
+    expected["README.md"] += RUNBOOK.encode()
+    # The example model's test is a first copy's only: the service keeps its own, if any.
+    del expected["tests/test_models.py"]
+    return {**expected, **users}
 
 
 def test_a_service_from_the_first_release_updates_without_conflicts(
-    released_repo: TemplateRepo, tmp_path: Path
+    released_repo: Callable[[str], TemplateRepo], tmp_path: Path
 ) -> None:
     """Files the user did not edit take the new layout; the user's work stays."""
-    project = copy_template(released_repo, tmp_path, "inventory", vcs_ref="v0.1.0")
+    repo = released_repo(FIRST_RELEASE)
+    project = copy_template(repo, tmp_path, "inventory", vcs_ref="v0.1.0")
     assert not (project.package / "migration_guards.py").exists()
     revision = user_adds_a_model_and_its_revision(project)
     edit(project.path / "README.md", append(RUNBOOK))
     project.commit("Warehouses, runbook")
-    models = project.models.read_bytes()
-    revisions = {path: path.read_bytes() for path in project.versions()}
+    users = users_files(project)
+    assert revision.relative_to(project.path).as_posix() in users
 
     project.update()
 
     assert project.answers()["_commit"] == "v0.2.0"
     assert project.conflicts() == {}
     # Every file the user did not edit is exactly what a fresh copy of the new release has.
-    fresh = copy_template(released_repo, tmp_path, "inventory", vcs_ref="v0.2.0", git_init=False)
-    expected = fresh.files()
-    expected["README.md"] += RUNBOOK.encode()
-    expected["inventory/models.py"] = models
-    expected[revision.relative_to(project.path).as_posix()] = revisions[revision]
-    # The example model's test is a first copy's only: this service's models moved on.
-    del expected["tests/test_models.py"]
-    assert project.files() == expected
-    assert "inventory/migration_machinery/guards.py" in expected
+    assert project.files() == expected_after_update(repo, project, tmp_path, users)
+    assert (project.package / "migration_machinery" / "guards.py").exists()
+    assert_migrations_still_work(project, fresh_database=True)
+
+
+USERS_GUARD_EDIT = "LOCK_FILE_POLL_SECONDS = 0.02  # ops: NFS-mounted data folder, see RB-9\n"
+
+
+def test_a_service_from_before_the_layout_moves_to_it_and_says_what_to_re_apply(
+    released_repo: Callable[[str], TemplateRepo], tmp_path: Path
+) -> None:
+    """The machinery moves into migration_machinery/: no conflict, no old module left
+    importable, and the user's edit of a moved module is named, with where to find it."""
+    repo = released_repo(BEFORE_THE_LAYOUT)
+    project = copy_template(repo, tmp_path, "inventory", vcs_ref="v0.1.0")
+    old_guards = project.package / "migration_guards.py"
+    edit(old_guards, replace("LOCK_FILE_POLL_SECONDS = 0.005\n", USERS_GUARD_EDIT))
+    user_adds_a_model_and_its_revision(project)
+    edit(project.path / "README.md", append(RUNBOOK))
+    project.commit("Warehouses, runbook, a slower lock poll")
+    users = users_files(project)
+    assert "tests/test_models.py" in users
+    # Bytecode of the old modules, as running the service leaves it (ignored by git).
+    project.run(project.python, "-m", "compileall", "-q", project.program_name)
+
+    update = project.copier("update", "--defaults")
+
+    assert project.conflicts() == {}
+    assert project.answers()["_commit"] == "v0.2.0"
+    message = " ".join((update.stdout + update.stderr).split())
+    for old, new in MOVED.items():
+        assert f"inventory/{old} -> inventory/{new}" in message
+        assert project.changed()[f"inventory/{old}"] == " D"
+    assert "`git diff HEAD -- <file>` shows your edit" in message
+    # The edit is not in the new module (Copier dropped it), and git shows it to re-apply.
+    assert "RB-9" not in (project.package / "migration_machinery" / "guards.py").read_text()
+    assert f"-{USERS_GUARD_EDIT}" in project.git(
+        "diff", "HEAD", "--", "inventory/migration_guards.py"
+    )
+    # Nothing of the old layout is left to import, its stale bytecode notwithstanding.
+    assert list((project.package / "__pycache__").glob("migration_guards.*.pyc"))
+    code = "import importlib.util as u; print(u.find_spec('inventory.migration_guards'))"
+    assert project.run(project.python, "-c", code).stdout.strip() == "None"
+    assert project.files() == expected_after_update(repo, project, tmp_path, users)
     assert_migrations_still_work(project, fresh_database=True)
 
 
