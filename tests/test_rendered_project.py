@@ -172,6 +172,47 @@ def test_own_suite_fails_with_the_autogenerate_hint_when_models_change_without_a
         assert f"table {shown}" in equality or f"column {shown}" in equality
 
 
+# The first revision, as the rendered README names it (its "Tests" section).
+FIRST_REVISION = 'alembic revision --autogenerate -m "create initial tables"'
+NO_REVISION_YET = (
+    f"No revision yet: create the first one with `{FIRST_REVISION}`, then `alembic upgrade head`."
+)
+# The tests that need a revision: the schema at head, the migration history.
+NEED_A_REVISION = [
+    *MIGRATION_TESTS,
+    EQUALITY_TEST,
+    "tests/test_migrate.py::test_upgrade_from_python_reaches_head_and_back",
+    "tests/test_models.py::test_an_item_is_stored_with_its_creation_time",
+    "tests/test_models.py::test_two_items_cannot_share_a_name",
+]
+
+
+def test_own_suite_before_the_first_revision_says_to_create_it_in_one_line_per_test(
+    new_project: NewProject, variant: dict[str, Any]
+) -> None:
+    """`pytest` right after `copier copy`: the tests that need a revision say to create it."""
+    project = new_project(**variant)
+    assert FIRST_REVISION in (project.path / "README.md").read_text()
+
+    result = own_tests(project, python=sys.executable)
+
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    for test in NEED_A_REVISION:
+        assert f"{test} ERROR" in output, output
+    # The others (where the URL comes from, column types, --sql) pass.
+    assert "FAILED" not in output, output
+    counts = re.search(r"=+ (\d+) passed, (\d+) errors in ", output)
+    assert counts and int(counts[1]) >= 12 and int(counts[2]) == len(NEED_A_REVISION), output
+    # Each error is that one line: no traceback, no "no such table", no pytest-alembic report.
+    errors = output[output.index(" ERRORS ") : output.index(" short test summary info ")]
+    errors = errors[: errors.rindex("\n")]  # up to the summary's heading line
+    sections = re.split(r"^_+ ERROR at setup of \S+ _+$", errors, flags=re.MULTILINE)[1:]
+    assert [section.strip() for section in sections] == [NO_REVISION_YET] * len(NEED_A_REVISION)
+    for confusing in ("Traceback", "no such table", "head revision", "AlembicTestFailure"):
+        assert confusing not in output, output
+
+
 # A user's tests at head: three in a row, each writing a row the next must not see.
 TESTS_AT_HEAD = """
 import pytest
