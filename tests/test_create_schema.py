@@ -150,6 +150,15 @@ def test_create_schema_waits_for_a_migration_holding_the_lock(project: Project) 
 def test_db_create_schema_on_the_command_line(new_project: NewProject) -> None:
     """What the command line adds (the backends are the tests' above): output, exit status."""
     project = new_project()
+    # Before the first revision there is no head: said, and nothing is built.
+    early = project.db("create_schema", check=False)
+    assert early.returncode == 255
+    assert early.stderr.strip().splitlines()[-1] == (
+        "FAILED: There is no revision yet, so no head to build the database at: create the "
+        f'first one with `python -m {project.program_name} db revision --autogenerate -m "create '
+        'initial tables"`, then run create_schema again.'
+    )
+    assert project.tables() == set()
     project.autogenerate("create item")
 
     project.db("create_schema")
