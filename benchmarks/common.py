@@ -25,14 +25,19 @@ from harness.postgres import PostgresCluster, find_pg_bindir  # noqa: E402
 FreshUrl = Callable[[], str]
 
 
-def render(destination: Path, program_name: str) -> Path:
+def render(destination: Path, program_name: str, *, use_async: bool = False) -> Path:
     """The template as it is in this checkout (uncommitted changes included), SQLite answers."""
     from copier import run_copy
     from copier.errors import DirtyLocalWarning
 
     # Uncommitted template changes are what a developer wants to measure.
     warnings.simplefilter("ignore", DirtyLocalWarning)
-    data = {"program_name": program_name, "author_name": "Bench Mark", "database": "sqlite"}
+    data = {
+        "program_name": program_name,
+        "author_name": "Bench Mark",
+        "database": "sqlite",
+        "use_async": use_async,
+    }
     run_copy(str(ROOT), destination, data=data, defaults=True, quiet=True, vcs_ref="HEAD")
     return destination
 

@@ -6,6 +6,7 @@ A benchmark nobody runs rots silently: these run each one's setup, small.
 from __future__ import annotations
 
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from harness import ROOT
@@ -13,8 +14,9 @@ from harness import ROOT
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import concurrent_upgrade  # noqa: E402
+import env_overhead  # noqa: E402
 import fresh_database  # noqa: E402
-from common import render, sqlite_databases  # noqa: E402
+from common import render, sqlite_backend, sqlite_databases  # noqa: E402
 from harness.database import query  # noqa: E402
 from harness.project import Project  # noqa: E402
 
@@ -38,3 +40,19 @@ def test_the_concurrency_benchmarks_history_applies_once(tmp_path: Path) -> None
 
     assert query(url, "SELECT version_num FROM alembic_version") == [("0006",)]
     assert query(url, "SELECT count(*) FROM customer") == [(200,)]  # seeded once
+
+
+def test_the_env_overhead_benchmark_runs_both_env_files_to_head(tmp_path: Path) -> None:
+    pair = env_overhead.EnvPair(tmp_path, 3)
+    backend = sqlite_backend(tmp_path)
+    empty = env_overhead.empty_database(backend)
+
+    def upgrade(which: str) -> env_overhead.Run:  # checks the copy reaches head
+        return env_overhead.upgrade_on_a_copy(pair, backend, empty, which, importtime=True)
+
+    with ThreadPoolExecutor(2) as pool:  # both at once: a child is a second of imports
+        stock, rendered = pool.map(upgrade, ["stock", "rendered"])
+
+    assert stock.cpu > 0 and rendered.cpu > 0
+    # Both read the project's models (stock's env.py: for its target_metadata).
+    assert "bench3.models" in stock.imports and "bench3.models" in rendered.imports
