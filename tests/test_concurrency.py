@@ -116,7 +116,7 @@ def test_concurrent_upgrades_all_succeed_and_apply_each_revision_once(service: P
 
 def test_without_the_lock_the_same_race_breaks(service: Project) -> None:
     """The control experiment: the race is real, and the lock is what wins it."""
-    lock = "        migration_lock(connection),\n"  # one of the guards env.py enters
+    lock = "        guards.migration_lock(connection),\n"  # one of the guards env.py enters
     env_py = service.env_py.read_text()
     assert lock in env_py
     service.env_py.write_text(env_py.replace(lock, ""))

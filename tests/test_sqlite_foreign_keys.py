@@ -205,7 +205,7 @@ def longer_author_names(library: Project) -> str:
 def test_without_the_guard_a_rebuild_deletes_the_books(library: Project) -> None:
     """The control experiment: the trap is real, and sqlite_migration_mode() is what avoids it."""
     assert len(books(library)) == 6
-    guard = "        sqlite_migration_mode(connection),\n"  # one of the guards env.py enters
+    guard = "        guards.sqlite_migration_mode(connection),\n"  # one of the guards env.py enters
     env_py = library.env_py.read_text()
     assert guard in env_py
     library.env_py.write_text(env_py.replace(guard, ""))
