@@ -37,9 +37,18 @@ def copier_template_paths() -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def renderer(copier_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Renderer:
-    """Renders each answer set once per session (pytest-copier's committed template copy)."""
-    return Renderer(copier_template, tmp_path_factory.mktemp("rendered"))
+def renderer(
+    copier_template: Path, tmp_path_factory: pytest.TempPathFactory, worker_id: str
+) -> Renderer:
+    """Renders each answer set once per session (pytest-copier's committed template copy).
+
+    The xdist workers share one cache, in the folder above their own temporary ones.
+    """
+    if worker_id == "master":
+        return Renderer(copier_template, tmp_path_factory.mktemp("rendered"))
+    shared = tmp_path_factory.getbasetemp().parent / "rendered"
+    shared.mkdir(exist_ok=True)
+    return Renderer(copier_template, shared)
 
 
 @pytest.fixture

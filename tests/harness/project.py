@@ -20,6 +20,7 @@ run two ways:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib
 import io
 import logging
@@ -345,7 +346,12 @@ class Project:
 
 
 class Renderer:
-    """Renders the template with the real Copier once per answer set; copies per test."""
+    """Renders the template with the real Copier once per answer set; copies per test.
+
+    ``cache`` may be shared by the session's xdist workers: each answer set is
+    then rendered once per session, not once per worker (a render takes a
+    second; a copy, milliseconds).
+    """
 
     def __init__(self, template: Path, cache: Path) -> None:
         self.template = template
@@ -359,8 +365,15 @@ class Renderer:
         data = {**DEFAULT_ANSWERS, **answers}
         key = tuple(sorted((name, repr(value)) for name, value in data.items()))
         if key not in self._rendered:
-            destination = self.cache / f"answers-{len(self._rendered)}" / data["program_name"]
-            run_copy(str(self.template), destination, data=data, defaults=True, quiet=True)
+            digest = hashlib.sha256(repr(key).encode()).hexdigest()[:16]
+            destination = self.cache / f"answers-{digest}" / data["program_name"]
+            with FileLock(self.cache / f"answers-{digest}.lock"):
+                if not destination.exists():  # another worker's render, complete, or none
+                    partial = self.cache / f"answers-{digest}.partial-{os.getpid()}"
+                    shutil.rmtree(partial, ignore_errors=True)
+                    run_copy(str(self.template), partial, data=data, defaults=True, quiet=True)
+                    destination.parent.mkdir(exist_ok=True)
+                    partial.rename(destination)
             self._rendered[key] = destination
         return self._rendered[key]
 
