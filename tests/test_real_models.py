@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import sys
+import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -311,7 +312,9 @@ def sqlite_expression_index_warnings_allowed(zoo: Project) -> Iterator[None]:
 def test_real_models_migrate_the_first_time(zoo: Project, request: pytest.FixtureRequest) -> None:
     with expression_index_warning(zoo):
         first = zoo.autogenerate("real models")
-    assert "import shop.column_types" in first.read_text()  # for UTCDateTime
+    # UTCDateTime (column_types.py) as what it stores: revisions never import the package.
+    assert "sa.DateTime(timezone=True)" in first.read_text()
+    assert "import shop" not in first.read_text()
     assert "from sqlalchemy import Text" in first.read_text()  # for JSONB(astext_type=Text())
     # Written on both backends, though SQLite cannot report it back.
     assert "create_index('ix_user_email_lower'" in first.read_text()
@@ -433,7 +436,11 @@ def test_postgresql_enum_values_follow_the_models(new_project: NewProject, pg_ur
     assert enum_types(project) == []
 
 
-TYPE_IN_MODELS = """
+#: The application's own column types, as real services define them: in models.py
+#: and in a module of the package, from ``impl`` or per backend (``load_dialect_impl``).
+OWN_TYPES = {
+    "shop/own_types.py": """
+from sqlalchemy import String
 from sqlalchemy.types import TypeDecorator
 
 
@@ -441,27 +448,140 @@ class LowerCaseString(TypeDecorator[str]):
     impl = String(100)
     cache_ok = True
 
+    def process_bind_param(self, value, dialect):  # type: ignore[no-untyped-def]
+        return None if value is None else value.lower()
+""",
+}
+TYPES_IN_MODELS = """
+import json
+import uuid as uuid_module
+
+from sqlalchemy import CHAR, JSON, Text
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.types import TypeDecorator
+
+from shop.own_types import LowerCaseString
+
+
+class GUID(TypeDecorator[uuid_module.UUID]):
+    \"\"\"UUID on PostgreSQL, CHAR(32) elsewhere (SQLAlchemy's classic recipe).\"\"\"
+
+    impl = CHAR(32)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect):  # type: ignore[no-untyped-def]
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(postgresql.UUID())
+        return dialect.type_descriptor(CHAR(32))
+
+    def process_bind_param(self, value, dialect):  # type: ignore[no-untyped-def]
+        if value is None or dialect.name == "postgresql":
+            return value
+        return uuid_module.UUID(str(value)).hex
+
+    def process_result_value(self, value, dialect):  # type: ignore[no-untyped-def]
+        return None if value is None else uuid_module.UUID(str(value))
+
+
+class JSONDocument(TypeDecorator[dict[str, Any]]):
+    impl = Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect):  # type: ignore[no-untyped-def]
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(postgresql.JSONB())
+        return dialect.type_descriptor(JSON())
+
 
 class Tag(Base):
     __tablename__ = "tag"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[uuid_module.UUID] = mapped_column(GUID(), primary_key=True)
     name: Mapped[str] = mapped_column(LowerCaseString())
+    data: Mapped[dict[str, Any]] = mapped_column(JSONDocument())
 """
 
 
-def test_a_custom_type_outside_types_py_stops_autogenerate_with_the_fix(
+def test_own_column_types_anywhere_migrate_and_outlive_a_rename(
+    new_project: NewProject, backend_url: str
+) -> None:
+    """TypeDecorators in models.py and in a module: the revision writes what each stores,
+    imports nothing of the package, and still builds a database once they are renamed."""
+    project = new_project(database_url=backend_url)
+    for path, code in OWN_TYPES.items():
+        (project.path / path).write_text(code)
+    project.add_to_models("from typing import Any\n" + TYPES_IN_MODELS)
+
+    revision = project.autogenerate("tags").read_text()
+
+    assert "import shop" not in revision and "shop." not in revision
+    assert "sa.CHAR(length=32).with_variant(sa.UUID(), 'postgresql')" in revision
+    # (Text() or sa.Text(): Alembic's PostgreSQL renderer says sa., SQLite's not.)
+    json_variant = (
+        r"JSON\(\)\.with_variant\(postgresql\.JSONB\(astext_type=(sa\.)?Text\(\)\), 'postgresql'\)"
+    )
+    assert re.search(json_variant, revision)
+    assert "sa.Column('name', sa.String(length=100)" in revision
+    project.command("upgrade", "head")
+    assert_clean(project, expression_index=False)
+    tag = uuid.uuid4()
+    engine = project.engine()
+    with engine.begin() as connection:  # the column takes what the type binds
+        stored = tag.hex if on_sqlite(project) else str(tag)
+        connection.execute(sa.text(f"INSERT INTO tag VALUES ('{stored}', 'x', '{{}}')"))
+    engine.dispose()
+
+    # The types renamed and moved (GUID into own_types.py as Uuid32): the revision
+    # never knew them, so a fresh database still comes to head, and nothing changed.
+    moved = TYPES_IN_MODELS.replace("class GUID(", "class Uuid32(").replace("GUID()", "Uuid32()")
+    project.replace_in_models(
+        "from typing import Any\n" + TYPES_IN_MODELS, "from typing import Any\n" + moved
+    )
+    (project.path / "shop" / "own_types.py").rename(project.path / "shop" / "string_types.py")
+    project.replace_in_models("from shop.own_types import", "from shop.string_types import")
+    fresh = project.with_database(
+        f"sqlite:///{project.path.parent / 'fresh.sqlite'}"
+        if on_sqlite(project)
+        else project.database_url
+    )
+    if not on_sqlite(project):
+        fresh.command("downgrade", "base")
+    fresh.command("upgrade", "head")
+    assert fresh.tables() == {"alembic_version", "item", "tag"}
+    assert_clean(fresh, expression_index=False)
+
+
+USER_DEFINED_TYPE_IN_MODELS = """
+from sqlalchemy.types import UserDefinedType
+
+
+class Point(UserDefinedType[tuple[float, float]]):
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "POINT"
+
+
+class Place(Base):
+    __tablename__ = "place"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[tuple[float, float]] = mapped_column(Point())
+"""
+
+
+def test_a_user_defined_type_in_models_py_stops_autogenerate_with_the_fix(
     new_project: NewProject,
 ) -> None:
-    """Never a revision that imports models.py (or fails later with NameError)."""
+    """Its DDL is its own code: a revision would import models.py (or fail with NameError)."""
     project = new_project()
-    project.add_to_models(TYPE_IN_MODELS)
+    project.add_to_models("from typing import Any\n" + USER_DEFINED_TYPE_IN_MODELS)
 
     with pytest.raises(CommandError) as error:
-        project.autogenerate("tags")
+        project.autogenerate("places")
 
     (line,) = str(error.value).splitlines()
-    assert line.startswith("Column tag.name has the type LowerCaseString from shop.models,")
+    assert line.startswith("Column place.at has the type Point from shop.models,")
     assert "move it to shop/column_types.py" in line
     assert project.versions() == []  # no revision written
 

@@ -600,7 +600,12 @@ def users_files(project: Project) -> dict[str, bytes]:
     return {
         path: content
         for path, content in project.files().items()
-        if path in (f"{project.program_name}/models.py", "tests/test_models.py")
+        if path
+        in (
+            f"{project.program_name}/models.py",
+            f"{project.program_name}/column_types.py",
+            "tests/test_models.py",
+        )
         or "/migrations/versions/" in path
     }
 
