@@ -49,9 +49,10 @@ def make_venv(destination: Path, env: dict[str, str]) -> Path:
         run([*install, "-e", ".[test]"], destination, env)
         # Compiled once, so that each command in and after the demo starts fast; not
         # mypy (its compiled .so files run) nor pygments (pytest's colours): half the time.
-        site_packages = venv / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}"
+        version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+        site_packages = venv / "lib" / version / "site-packages"
         compileall = [python, "-m", "compileall", "-q", "-j", "0", "-x", NOT_RUN]
-        run([*compileall, str(site_packages / "site-packages")], destination, env)
+        run([*compileall, str(site_packages)], destination, env)
     else:
         run([sys.executable, "-m", "venv", str(venv)], destination, env)
         python = str(venv / "bin" / "python")

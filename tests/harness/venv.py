@@ -51,12 +51,21 @@ NEVER_IMPORTED = r"/site-packages/(mypy|mypyc|pygments)/"
 def compile_what_runs(python: Path) -> None:
     """Bytecode for the environment's packages but :data:`NEVER_IMPORTED`: half the time of
     uv's ``--compile-bytecode``, the same start-up for every command."""
-    code = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
-    site_packages = subprocess.run(
-        [str(python), "-c", code], capture_output=True, text=True, check=True
-    ).stdout.strip()
+    # The environment's Python is this one (make_venv): its version names the folder.
+    version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    site_packages = python.parent.parent / "lib" / version / "site-packages"
     subprocess.run(
-        [str(python), "-m", "compileall", "-q", "-j", "0", "-x", NEVER_IMPORTED, site_packages],
+        [
+            str(python),
+            "-m",
+            "compileall",
+            "-q",
+            "-j",
+            "0",
+            "-x",
+            NEVER_IMPORTED,
+            str(site_packages),
+        ],
         capture_output=True,
         check=True,
     )
