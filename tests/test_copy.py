@@ -31,6 +31,7 @@ EXPECTED_FILES = {
     "{pkg}/migration_machinery/__init__.py",
     "{pkg}/migration_machinery/autogenerate.py",
     "{pkg}/migration_machinery/env_helpers.py",
+    "{pkg}/migration_machinery/extensions.py",
     "{pkg}/migration_machinery/guards.py",
     "{pkg}/migration_machinery/lint.py",
     "{pkg}/migrations/README",

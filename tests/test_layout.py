@@ -70,6 +70,7 @@ for argv in (["upgrade", "head"], ["current"], ["downgrade", "base"], ["stamp", 
     except SystemExit:
         pass
     print("loaded after", *argv, "->", *loaded())
+print("from", *[sys.modules[m].__file__ for m in loaded()], "path", *sys.path)
 """
 
 
@@ -84,6 +85,7 @@ def test_only_the_commands_that_compare_import_the_autogenerate_machinery(
     # A process of its own: this one has imported them for the revision above.
     output = project.run(project.python, "-c", code).stdout.splitlines()
     printed = [line.removeprefix("loaded after ") for line in output if "loaded after" in line]
+    assert printed[0] == "upgrade head ->", output  # (where they came from, if loaded)
     assert printed == [
         "upgrade head ->",
         "current ->",
@@ -105,7 +107,7 @@ def test_a_revision_calling_an_enum_operation_without_its_library_is_one_line(
 
     failed = project.alembic("upgrade", "head", check=False)
 
-    assert failed.returncode == 255
+    assert failed.returncode == 255, "DEBUG" + failed.stderr + repr(sorted(project.path.rglob("*.pyc")))
     # Alembic's own command line prints its FAILED line on stdout.
     assert failed.stdout.strip().splitlines()[-1] == (
         "FAILED: A revision calls op.add_enum_value, which alembic-postgresql-enum provides: "
