@@ -412,7 +412,9 @@ def test_real_models_migrate_the_first_time(zoo: Project, request: pytest.Fixtur
     # The cycle's foreign key that would wait for a later table comes after the tables.
     assert "create_foreign_key(batch_op.f('fk_member_crew_id_crew'), 'crew'" in first.read_text()
     # The @compiles default, as each backend compiles it; citext and pg_trgm on PostgreSQL.
-    assert "'postgresql': '(GEN_RANDOM_UUID())'}[op.get_context().dialect.name]" in first.read_text()
+    assert (
+        "'postgresql': '(GEN_RANDOM_UUID())'}[op.get_context().dialect.name]" in first.read_text()
+    )
     assert "CREATE EXTENSION IF NOT EXISTS citext" in first.read_text()
     assert "CREATE EXTENSION IF NOT EXISTS pg_trgm" in first.read_text()
     output = zoo.command("upgrade", "head")
