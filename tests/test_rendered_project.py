@@ -314,10 +314,14 @@ def databases_beside(pg_cluster: PostgresCluster, url: str) -> list[str]:
 
 
 def leave_databases_behind(pg_cluster: PostgresCluster, url: str) -> None:
-    """What a run stopped half-way leaves: worker gw0's head database, and a database of a
+    """What a run stopped half-way leaves: worker gw0's head database, and databases of a
     worker the next run does not have (gw7)."""
     parsed = sa.make_url(url)
-    for name in (f"{parsed.database}_gw0_head", f"{parsed.database}_gw7_3"):
+    for name in (
+        f"{parsed.database}_gw0_head",
+        f"{parsed.database}_gw7",
+        f"{parsed.database}_gw7_3",
+    ):
         pg_cluster.create_database(name, owner=str(parsed.username))
 
 
