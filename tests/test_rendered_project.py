@@ -274,7 +274,10 @@ from sqlalchemy import text
 
 
 @pytest.mark.parametrize("number", range(40))
-{session_test}
+def test_in_a_session(session, number):
+    assert session.scalar(text("SELECT count(*) FROM item")) == 0
+    session.execute(text("INSERT INTO item (name) VALUES ('kettle')"))
+    session.commit()
 
 
 @pytest.mark.parametrize("number", range(10))
@@ -286,21 +289,11 @@ def test_in_a_database_of_its_own(database_url_at_head, on_database, number):
 
     assert on_database(database_url_at_head, write) == 0
 """
-SESSION_TEST = """def test_in_a_session(session, number):
-    assert session.scalar(text("SELECT count(*) FROM item")) == 0
-    session.execute(text("INSERT INTO item (name) VALUES ('kettle')"))
-    session.commit()"""
-ASYNC_SESSION_TEST = """@pytest.mark.asyncio
-async def test_in_a_session(session, number):
-    assert await session.scalar(text("SELECT count(*) FROM item")) == 0
-    await session.execute(text("INSERT INTO item (name) VALUES ('kettle')"))
-    await session.commit()"""
 
 
-def add_many_tests(service: Project, use_async: bool = False) -> list[str]:
+def add_many_tests(service: Project) -> list[str]:
     """Write :data:`MANY_TESTS` into the service's tests; their names."""
-    test = ASYNC_SESSION_TEST if use_async else SESSION_TEST
-    (service.path / "tests" / "test_many.py").write_text(MANY_TESTS.format(session_test=test))
+    (service.path / "tests" / "test_many.py").write_text(MANY_TESTS)
     return [f"tests/test_many.py::test_in_a_session[{number}]" for number in range(40)] + [
         f"tests/test_many.py::test_in_a_database_of_its_own[{number}]" for number in range(10)
     ]
@@ -331,21 +324,37 @@ def test_two_xdist_workers_on_postgresql_use_databases_of_their_own_and_leave_no
 ) -> None:
     """`pytest -n 2` with the test database's URL: each worker creates its databases beside
     that one, named after it, and drops them, with those a run stopped half-way left; a
-    connection a test leaves open in a transaction holds nothing up."""
+    connection a test leaves open in a transaction holds nothing up.  (The whole suite on
+    PostgreSQL: the CI workflow's test; on two workers, the asyncio variant's.)"""
     project = new_project(program_name=PROGRAM)
     project.autogenerate("create initial tables")
     (project.path / "tests" / "test_left_open.py").write_text(TEST_LEAVING_A_CONNECTION_OPEN)
     many = add_many_tests(project)
     leave_databases_behind(pg_cluster, pg_url)
+    # The tests of a database at head, and those of the migration API on an empty one.
+    tests = ("test_left_open", "test_many", "test_fixtures", "test_models", "test_migrate")
 
-    result = own_tests(project, "-n", "2", python=sys.executable, LEDGER_TEST_DATABASE_URL=pg_url)
+    result = own_tests(
+        project,
+        "-n",
+        "2",
+        *(f"tests/{test}.py" for test in tests),
+        python=sys.executable,
+        LEDGER_TEST_DATABASE_URL=pg_url,
+    )
 
-    assert_all_passed(result)
-    found = outcomes(result.stdout)
-    for test in ["tests/test_left_open.py::test_leaves_a_connection_open", *many]:
-        assert found.get(test) == "PASSED", result.stdout
-    assert_the_fixtures_kept_the_tests_apart(result.stdout)
-    assert set(re.findall(r"^\[(gw\d)\]", result.stdout, re.MULTILINE)) == {"gw0", "gw1"}
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    found = outcomes(output)
+    assert set(found.values()) == {"PASSED"}, output
+    for test in [
+        "tests/test_left_open.py::test_leaves_a_connection_open",
+        "tests/test_migrate.py::test_upgrade_from_python_reaches_head_and_back",
+        *many,
+    ]:
+        assert found.get(test) == "PASSED", output
+    assert_the_fixtures_kept_the_tests_apart(output)
+    assert set(re.findall(r"^\[(gw\d)\]", output, re.MULTILINE)) == {"gw0", "gw1"}
     assert databases_beside(pg_cluster, pg_url) == []  # the leftovers too
     assert project.with_database(pg_url).tables() == set()  # its own database: left alone
 
@@ -472,7 +481,6 @@ def test_the_asyncio_variants_own_suite_passes_on_both_backends(
     assert formatted.returncode == 0 and "already formatted" in formatted.stdout, formatted.stdout
 
     on_sqlite = own_tests(service, python=sys.executable)
-    many = add_many_tests(service, use_async=True)
     asyncpg_url = new_pg_url().replace("postgresql+psycopg://", "postgresql+asyncpg://")
     leave_databases_behind(pg_cluster, asyncpg_url)
     on_postgresql = own_tests(
@@ -490,7 +498,6 @@ def test_the_asyncio_variants_own_suite_passes_on_both_backends(
             assert found.get(test) == "PASSED", output
         assert "asyncio-" in output.split("plugins:")[1].splitlines()[0]  # pytest-asyncio ran
         assert_the_fixtures_kept_the_tests_apart(output)
-    assert all(outcomes(on_postgresql.stdout).get(test) == "PASSED" for test in many)
     assert databases_beside(pg_cluster, asyncpg_url) == []  # the leftovers too
     assert_no_password(on_postgresql)
 
