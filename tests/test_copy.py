@@ -44,6 +44,7 @@ EXPECTED_FILES = {
     "tests/test_column_types.py",
     "tests/test_migrations.py",
     "tests/test_create_schema.py",
+    "tests/test_fixtures.py",
     "tests/test_model_warnings.py",
     "tests/test_models.py",
 }
