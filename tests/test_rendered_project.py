@@ -233,7 +233,7 @@ def test_at_head(database_url_at_head, on_database, writer):
 def add_tests_at_head(service: Project) -> None:
     """The user's tests of :data:`TESTS_AT_HEAD`, for the service's one revision."""
     (revision,) = service.versions()
-    head = revision.name.split("_")[0]
+    head = revision_id(revision)
     (service.path / "tests" / "test_at_head.py").write_text(TESTS_AT_HEAD.replace("HEAD", head))
 
 
