@@ -158,6 +158,7 @@ def test_db_rebase_on_postgresql_downgrades_the_moved_revision_first_asyncio_too
 ) -> None:
     project = new_project(database_url=pg_url, use_async=True)
     base = revision_id(project.autogenerate("create initial tables"))
+    project.command("upgrade", "head")
     project.replace_in_models(CREATED_AT, PRICE + CREATED_AT)
     price = revision_id(project.autogenerate("add price"))
     project.command("upgrade", "head")  # this developer applied their revision
@@ -202,7 +203,7 @@ def test_every_command_meeting_two_heads_says_how_to_make_them_one(
     assert failure(project.command, "upgrade", "head") == expected
     assert failure(project.command, "revision", autogenerate=True, message="x") == expected
     assert failure(project.command, "check") == expected
-    assert project.command("current").stdout.splitlines()[1:] == [expected]
+    assert project.alembic("current").stdout.splitlines()[1:] == [expected]
     # pytest-alembic's test, the rendered tests' way, and the CI's step.
     assert failure(rebase, project, check=True) == expected
     # `python -m shop db revision` (no env.py: Alembic's own error, said the same way).
