@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from harness import ROOT
-from harness.project import clean_environ
+from harness.project import clean_environ, revision_id
 from harness.venv import uv
 
 
@@ -48,7 +48,7 @@ def test_demo_leaves_a_service_to_keep_working_in(tmp_path: Path) -> None:
     output = shell.stdout + shell.stderr
     assert shell.returncode == 0, output
     (revision,) = (folder / "demo_service" / "migrations" / "versions").glob("*.py")
-    assert f"{revision.name.split('_')[0]} (head)" in shell.stdout  # the demo's database
+    assert f"{revision_id(revision)} (head)" in shell.stdout  # the demo's database
     assert re.search(r"=+ \d+ passed", shell.stdout), output
 
 

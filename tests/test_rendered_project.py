@@ -177,23 +177,32 @@ def test_own_suite_fails_with_the_autogenerate_hint_when_models_change_without_a
     project: Project,
 ) -> None:
     original = project.models.read_text()
+    head_file = project.package / "migrations" / "versions" / "HEAD"
+    recorded = head_file.read_text()
     try:
         for old, new, _ in UNMIGRATED_EDITS.values():  # a new table and a new column
             if old is None:
                 project.add_to_models(new)
             else:
                 project.replace_in_models(old, new)
+        head_file.write_text("0123456789ab\n")  # a git conflict in it resolved by hand, wrongly
         result = own_tests(project)
     finally:
         project.models.write_text(original)
+        head_file.write_text(recorded)
     output = result.stdout + result.stderr
     assert result.returncode == 1, output
     assert "tests/test_migrations.py::test_models_match_migrations FAILED" in output
-    for test in MIGRATION_TESTS[:-1]:
+    assert f"{MIGRATION_TESTS[0]} FAILED" in output
+    for test in MIGRATION_TESTS[1:-1]:
         assert f"{test} PASSED" in output
     # The fast path's database (the models) is no longer the revisions' either.
     assert f"{EQUALITY_TEST} FAILED" in output
-    assert re.search(r"=+ 2 failed, \d+ passed in ", output), output
+    assert re.search(r"=+ 3 failed, \d+ passed in ", output), output
+    single = output[output.index("_ test_single_head_revision _") :].splitlines()[1:3]
+    assert single[0].startswith(f"{PROGRAM}/migrations/versions/HEAD names 0123456789ab, but ")
+    assert single[0].endswith(f"write it with `python -m {PROGRAM} db rebase`."), single
+    assert single[1].startswith("___"), single  # that one line, no traceback
     drift = output[output.index("_ test_models_match_migrations _") :]
     assert 'alembic revision --autogenerate -m "describe the change"' in drift
     assert f"{PROGRAM}/migrations/versions/" in drift
@@ -565,6 +574,7 @@ def test_the_workflow_keeps_its_expressions_and_runs_every_check(
         "pytest",
         f"python -m {service.program_name} db upgrade head",
         f"python -m {service.program_name} db check",
+        f"python -m {service.program_name} db rebase --check",
     ):
         assert command in runs
     # PostgreSQL projects lint their migrations before applying them (squawk).

@@ -162,6 +162,10 @@ class Project:
         )
         path = self.package / "migrations" / "versions" / f"{revision}_handwritten.py"
         path.write_text(text)
+        # As after `alembic revision -m ...` and an edit: the head file names the new head.
+        with self.imported():
+            heads = importlib.import_module(f"{self.program_name}.migration_machinery.heads")
+            heads.write_head_file(path.parent)
         return path
 
     # -- commands as a user types them ------------------------------------------------
