@@ -456,6 +456,39 @@ def test_a_migration_blocked_by_a_held_lock_succeeds_on_its_second_try(
 
 
 @pytest.mark.postgres
+def test_a_migration_whose_autocommit_block_committed_is_not_tried_again(
+    new_project: NewProject, pg_url: str, retries_logged: Retries
+) -> None:
+    service = new_project(database_url=pg_url)
+    first = revision_id(service.autogenerate("create item"))
+    service.command("upgrade", "head")
+    service.write_revision(
+        "b002",
+        first,
+        """
+        with op.get_context().autocommit_block():
+            op.execute("CREATE TABLE side (id int)")  # committed at once
+        op.add_column("item", sa.Column("sku", sa.String(20)))
+        """,
+    )
+    service.env["SHOP_MIGRATION_LOCK_TIMEOUT"] = "200ms"
+    retries_logged.go_on.set()
+    engine = sa.create_engine(pg_url, poolclass=sa.NullPool)
+    try:
+        with engine.connect() as reader:
+            reader.execute(sa.text("SELECT count(*) FROM item"))
+            with pytest.raises(CommandError, match="^The migration waited longer than 200ms"):
+                service.command("upgrade", "head")  # tried once: its block would run again
+    finally:
+        engine.dispose()
+    assert retries_logged.messages == [
+        "The migration waited too long for a lock after its autocommit block had committed: "
+        "not retried (it would run that block again)."
+    ]
+    assert service.version_rows() == [first]
+
+
+@pytest.mark.postgres
 def test_retries_that_are_not_a_number_are_refused_before_anything_runs(
     new_project: NewProject, pg_url: str
 ) -> None:
