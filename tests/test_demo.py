@@ -29,7 +29,7 @@ def test_demo_leaves_a_service_to_keep_working_in(tmp_path: Path) -> None:
     assert "$ alembic revision --autogenerate -m 'create initial tables'" in result.stdout
     database = folder / ".data" / "main.db"
     assert f"Database: {database}" in result.stdout
-    assert "Tables:   alembic_version, item" in result.stdout
+    assert "Tables:   alembic_version, alembic_version_history, item" in result.stdout
     assert not (tmp_path / "home" / ".local").exists()  # the real data dir is untouched
 
     # What it prints to do next works as printed, from a new shell elsewhere.

@@ -64,6 +64,7 @@ def test_a_blocked_migration_fails_within_the_lock_timeout_and_changes_nothing(
 ) -> None:
     first = add_revision(service, ADD_SKU)
     service.env["SHOP_MIGRATION_LOCK_TIMEOUT"] = "500ms"
+    service.env["SHOP_MIGRATION_LOCK_RETRIES"] = "0"  # retried: tests/test_production.py
     before = snapshot(service.database_url)
 
     started = time.monotonic()

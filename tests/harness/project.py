@@ -46,6 +46,9 @@ from harness.warm_python import forkable, warm
 
 DEFAULT_ANSWERS = {"program_name": "shop", "author_name": "Ada Lovelace"}
 
+#: The table in which the migrations record each revision applied (history.py).
+HISTORY_TABLE = "alembic_version_history"
+
 
 def clean_environ(home: Path) -> dict[str, str]:
     """The environment of a user with an empty home and no database URL set."""
@@ -333,9 +336,13 @@ class Project:
         return sa.create_engine(self.database_url, poolclass=sa.NullPool)
 
     def tables(self) -> set[str]:
+        """The tables of the models and Alembic's version table.
+
+        Not the migrations' record, alembic_version_history (tests/test_production.py).
+        """
         engine = self.engine()
         try:
-            return set(sa.inspect(engine).get_table_names())
+            return set(sa.inspect(engine).get_table_names()) - {HISTORY_TABLE}
         finally:
             engine.dispose()
 
