@@ -34,6 +34,8 @@ EXPECTED_FILES = {
     "{pkg}/migration_machinery/extensions.py",
     "{pkg}/migration_machinery/guards.py",
     "{pkg}/migration_machinery/lint.py",
+    "{pkg}/migration_machinery/schema.py",
+    "{pkg}/migration_machinery/squash.py",
     "{pkg}/migrations/README",
     "{pkg}/migrations/env.py",
     "{pkg}/migrations/script.py.mako",
