@@ -138,13 +138,17 @@ def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 #: The longest tests outside the xdist groups (whose 15-25 s run on one worker):
 #: started first, with the groups, they run beside the short ones, not after them.
-LONG_FIRST = {"test_demo_leaves_a_service_to_keep_working_in"}
+LONG_FIRST = {
+    "test_demo_leaves_a_service_to_keep_working_in",
+    "test_sixty_revisions_squashed_at_forty",
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Long tests first: pytest-xdist hands tests out in collection order."""
 
     def long(item: pytest.Item) -> bool:
-        return item.get_closest_marker("xdist_group") is not None or item.name in LONG_FIRST
+        name = getattr(item, "originalname", item.name)  # without its parameters
+        return item.get_closest_marker("xdist_group") is not None or name in LONG_FIRST
 
     items.sort(key=lambda item: not long(item))  # stable: otherwise in file order

@@ -16,6 +16,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import concurrent_upgrade  # noqa: E402
 import env_overhead  # noqa: E402
 import fresh_database  # noqa: E402
+import squash  # noqa: E402
 from common import render, sqlite_backend, sqlite_databases  # noqa: E402
 from harness.database import query  # noqa: E402
 from harness.project import Project  # noqa: E402
@@ -61,3 +62,18 @@ def test_the_env_overhead_benchmark_runs_both_env_files_to_head(tmp_path: Path) 
     assert "transaction_per_migration=True" in per_migration_env
     # Both read the project's models (stock's env.py: for its target_metadata).
     assert "bench3.models" in stock.imports and "bench3.models" in rendered.imports
+
+
+def test_the_squash_benchmark_times_both_histories_to_the_same_head(tmp_path: Path) -> None:
+    # Seven revisions squashed at four, on SQLite only (no scratch PostgreSQL database).
+    histories = squash.Histories(tmp_path, 7, squash.squashed_at(7))
+    said = histories.squash(None)
+    assert "Proven on SQLite: the baseline builds what the revisions built at r0004" in said
+    names = [path.name for path in histories.after.versions()]
+    assert names == [f"r{n:04d}_handwritten.py" for n in range(4, 8)]
+    fresh = sqlite_databases(tmp_path)
+    before, after = fresh(), fresh()
+    assert histories.upgrade(histories.before, before) > 0
+    assert histories.upgrade(histories.after, after) > 0
+    head = "SELECT version_num FROM alembic_version"
+    assert query(before, head) == query(after, head) == [("r0007",)]

@@ -42,6 +42,8 @@ EXPECTED_FILES = {
     "{pkg}/migration_machinery/renames.py",
     "{pkg}/migration_machinery/retries.py",
     "{pkg}/migration_machinery/roles.py",
+    "{pkg}/migration_machinery/schema.py",
+    "{pkg}/migration_machinery/squash.py",
     "{pkg}/migration_machinery/waiting.py",
     "{pkg}/migrations/README",
     "{pkg}/migrations/env.py",
