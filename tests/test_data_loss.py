@@ -254,7 +254,7 @@ def test_renames_without_the_hint_say_what_they_delete_and_can_be_refused(
     with project.imported():
         lint = importlib.import_module(f"{project.program_name}.migration_machinery.lint")
         migrate = importlib.import_module(f"{project.program_name}.migrate")
-        _, findings = lint.lint(migrate.alembic_config(), written.stem.split("_")[0])
+        _, findings = lint.lint(migrate.alembic_config(), revision_id(written))
     assert {(f.revision, f.rule) for f in findings} >= {
         (written, "ban-drop-column"),
         (written, "ban-drop-table"),
