@@ -103,12 +103,16 @@ def pg_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresClu
 
 @pytest.fixture
 def new_pg_url(pg_cluster: PostgresCluster) -> Iterator[Callable[[], str]]:
-    """``new_pg_url()``: a fresh, empty database owned by a role whose password is URL-hostile."""
+    """``new_pg_url()``: a fresh, empty database owned by a role whose password is URL-hostile.
+
+    The role may create databases, as the rendered tests' fixtures do beside
+    the database their ``<PKG>_TEST_DATABASE_URL`` names.
+    """
     created: list[str] = []
 
     def _new() -> str:
         name = f"t_{uuid.uuid4().hex[:12]}"
-        pg_cluster.create_role(name, AWKWARD_PASSWORD)
+        pg_cluster.create_role(name, AWKWARD_PASSWORD, createdb=True)
         pg_cluster.create_database(name, owner=name)
         created.append(name)
         return pg_cluster.url_for(name, user=name, password=AWKWARD_PASSWORD)

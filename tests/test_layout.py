@@ -55,8 +55,14 @@ def test_env_py_is_alembics_template_with_short_patches(
 
 
 #: What a command that only migrates must not load: autogenerate's corrections
-#: and the ENUM library they use (26 modules, tens of milliseconds).
-AUTOGENERATE_ONLY = ("{pkg}.migration_machinery.autogenerate", "alembic_postgresql_enum")
+#: (renames and drops among them) and the ENUM library they use (26 modules,
+#: tens of milliseconds).
+AUTOGENERATE_ONLY = (
+    "{pkg}.migration_machinery.autogenerate",
+    "{pkg}.migration_machinery.renames",
+    "{pkg}.migration_machinery.data_loss",
+    "alembic_postgresql_enum",
+)
 
 IMPORTS_PER_COMMAND = """
 import sys

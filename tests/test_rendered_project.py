@@ -11,13 +11,16 @@ PostgreSQL server standing in for the workflow's service container.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 import re
 import subprocess
 import sys
+import uuid
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -25,7 +28,7 @@ import sqlalchemy as sa
 import yaml
 from conftest import NewProject
 from harness import ROOT
-from harness.database import assert_no_password
+from harness.database import AWKWARD_PASSWORD, assert_no_password, query
 from harness.postgres import PostgresCluster
 from harness.project import Project, Renderer, revision_id
 from harness.venv import make_venv
@@ -40,6 +43,18 @@ MIGRATION_TESTS = [
 ]
 
 EQUALITY_TEST = "tests/test_create_schema.py::test_create_schema_builds_what_the_revisions_build"
+
+# The rendered tests of the fixtures: each test's database writes are gone for the next.
+FIXTURE_TESTS = [
+    *(
+        "tests/test_fixtures.py::test_each_session_starts_at_head_whatever_the_test_before_left"
+        f"[{left}]"
+        for left in ("commit", "commit-again", "failed-statement", "failed-statement-again")
+    ),
+    "tests/test_fixtures.py::test_commit_and_rollback_work_as_in_the_application",
+    "tests/test_fixtures.py::test_a_database_at_head_is_the_tests_own[first]",
+    "tests/test_fixtures.py::test_a_database_at_head_is_the_tests_own[second]",
+]
 
 # Model edits made without a revision, and a word the drift report must show.
 UNMIGRATED_EDITS = {
@@ -114,6 +129,24 @@ def own_tests(
     return service.own_tests("-v", *args, python=python, **env)
 
 
+#: A test's outcome in ``-v`` output: ``tests/x.py::t PASSED``, or with pytest-xdist
+#: ``[gw0] [ 10%] PASSED tests/x.py::t``.
+OUTCOME = re.compile(
+    r"^(?:(?P<test>\S+::\S+) (?P<outcome>[A-Z]+)"
+    r"|\[gw\d+\] \[ *\d+%\] (?P<xdist_outcome>[A-Z]+) (?P<xdist_test>\S+::\S+))",
+    re.MULTILINE,
+)
+
+
+def outcomes(output: str) -> dict[str, str]:
+    """``{test: "PASSED" | "FAILED" | "ERROR" | ...}`` from ``-v`` output, with xdist or not."""
+    found = {}
+    for match in OUTCOME.finditer(output):
+        test = match["test"] or match["xdist_test"]
+        found[test] = match["outcome"] or match["xdist_outcome"]
+    return found
+
+
 def assert_all_passed(result: subprocess.CompletedProcess[str] | str) -> None:
     """Every test passed, the four migration tests among them (``-v`` output)."""
     if isinstance(result, str):
@@ -123,7 +156,7 @@ def assert_all_passed(result: subprocess.CompletedProcess[str] | str) -> None:
         assert result.returncode == 0, output
     assert "FAILED" not in output and "ERROR" not in output, output
     for test in MIGRATION_TESTS:
-        assert f"{test} PASSED" in output
+        assert outcomes(output).get(test) == "PASSED", output
     assert re.search(r"=+ \d+ passed(, \d+ warnings?)? in ", output), output
 
 
@@ -131,13 +164,12 @@ def test_own_suite_passes_on_the_pytest_of_this_repository(new_project: NewProje
     # The other side of the pytest 9.2 boundary (this repository pins pytest<9.2).
     project = new_project(program_name=PROGRAM)
     project.autogenerate("create initial tables")
-    add_tests_at_head(project)
     # With every pytest plugin this repository has installed (pytest-copier, ...).
     result = own_tests(project, python=sys.executable, with_our_plugins=True)
     assert f"pytest-{pytest.__version__}" in result.stdout
     assert "copier-" in result.stdout.split("plugins:")[1].splitlines()[0]
     assert_all_passed(result)
-    assert_each_test_at_head_had_a_database_of_its_own(result.stdout)
+    assert_the_fixtures_kept_the_tests_apart(result.stdout)
 
 
 @uses_the_venv
@@ -184,6 +216,7 @@ NEED_A_REVISION = [
     "tests/test_migrate.py::test_upgrade_from_python_reaches_head_and_back",
     "tests/test_models.py::test_an_item_is_stored_with_its_creation_time",
     "tests/test_models.py::test_two_items_cannot_share_a_name",
+    *FIXTURE_TESTS,
 ]
 
 
@@ -213,28 +246,10 @@ def test_own_suite_before_the_first_revision_says_to_create_it_in_one_line_per_t
         assert confusing not in output, output
 
 
-# A user's tests at head: three in a row, each writing a row the next must not see.
-TESTS_AT_HEAD = """
-import pytest
-from sqlalchemy import text
-
-
-@pytest.mark.parametrize("writer", ["first", "second", "third"])
-def test_at_head(database_url_at_head, on_database, writer):
-    def write(connection):
-        seen = connection.execute(text("SELECT name FROM item")).scalars().all()
-        connection.execute(text("INSERT INTO item (name) VALUES (:name)"), {"name": writer})
-        return seen, connection.execute(text("SELECT version_num FROM alembic_version")).all()
-
-    assert on_database(database_url_at_head, write) == ([], [("HEAD",)])
-"""
-
-
-def add_tests_at_head(service: Project) -> None:
-    """The user's tests of :data:`TESTS_AT_HEAD`, for the service's one revision."""
-    (revision,) = service.versions()
-    head = revision.name.split("_")[0]
-    (service.path / "tests" / "test_at_head.py").write_text(TESTS_AT_HEAD.replace("HEAD", head))
+def assert_the_fixtures_kept_the_tests_apart(output: str) -> None:
+    found = outcomes(output)
+    for test in FIXTURE_TESTS:
+        assert found.get(test) == "PASSED", output
 
 
 # A user's test that leaves a connection open, inside a transaction that read a table.
@@ -251,28 +266,142 @@ def test_leaves_a_connection_open(database_url_at_head):
 """
 
 
+# A user's suite of the size the fixtures are for, on the example model: 40 tests of the
+# application, each in a transaction rolled back, 10 that need a database of their own.
+MANY_TESTS = """
+import pytest
+from sqlalchemy import text
+
+
+@pytest.mark.parametrize("number", range(40))
+def test_in_a_session(session, number):
+    assert session.scalar(text("SELECT count(*) FROM item")) == 0
+    session.execute(text("INSERT INTO item (name) VALUES ('kettle')"))
+    session.commit()
+
+
+@pytest.mark.parametrize("number", range(10))
+def test_in_a_database_of_its_own(database_url_at_head, on_database, number):
+    def write(connection):
+        seen = connection.scalar(text("SELECT count(*) FROM item"))
+        connection.execute(text("INSERT INTO item (name) VALUES ('kettle')"))
+        return seen
+
+    assert on_database(database_url_at_head, write) == 0
+"""
+
+
+def add_many_tests(service: Project) -> list[str]:
+    """Write :data:`MANY_TESTS` into the service's tests; their names."""
+    (service.path / "tests" / "test_many.py").write_text(MANY_TESTS)
+    return [f"tests/test_many.py::test_in_a_session[{number}]" for number in range(40)] + [
+        f"tests/test_many.py::test_in_a_database_of_its_own[{number}]" for number in range(10)
+    ]
+
+
+def databases_beside(pg_cluster: PostgresCluster, url: str) -> list[str]:
+    """The databases named after the one ``url`` names (``<name>_...``)."""
+    name = sa.make_url(url).database
+    rows = query(pg_cluster.admin_url, "SELECT datname FROM pg_database ORDER BY datname")
+    return [found for (found,) in rows if found.startswith(f"{name}_")]
+
+
+def leave_databases_behind(pg_cluster: PostgresCluster, url: str) -> None:
+    """What a run stopped half-way leaves: worker gw0's head database, and databases of a
+    worker the next run does not have (gw7)."""
+    parsed = sa.make_url(url)
+    for name in (
+        f"{parsed.database}_gw0_head",
+        f"{parsed.database}_gw7",
+        f"{parsed.database}_gw7_3",
+    ):
+        pg_cluster.create_database(name, owner=str(parsed.username))
+
+
 @pytest.mark.postgres
-def test_a_connection_a_test_leaves_open_does_not_stall_the_suite_on_postgresql(
-    new_project: NewProject, pg_url: str
+def test_two_xdist_workers_on_postgresql_use_databases_of_their_own_and_leave_none(
+    new_project: NewProject, pg_url: str, pg_cluster: PostgresCluster
 ) -> None:
+    """`pytest -n 2` with the test database's URL: each worker creates its databases beside
+    that one, named after it, and drops them, with those a run stopped half-way left; a
+    connection a test leaves open in a transaction holds nothing up.  (The whole suite on
+    PostgreSQL: the CI workflow's test; on two workers, the asyncio variant's.)"""
     project = new_project(program_name=PROGRAM)
     project.autogenerate("create initial tables")
     (project.path / "tests" / "test_left_open.py").write_text(TEST_LEAVING_A_CONNECTION_OPEN)
+    many = add_many_tests(project)
+    leave_databases_behind(pg_cluster, pg_url)
+    # The tests of a database at head, and those of the migration API on an empty one.
+    tests = ("test_left_open", "test_many", "test_fixtures", "test_models", "test_migrate")
 
-    # That test, then the example tests of the models on the same database.
-    tests = ("tests/test_left_open.py", "tests/test_models.py")
-    result = own_tests(project, *tests, python=sys.executable, LEDGER_TEST_DATABASE_URL=pg_url)
+    result = own_tests(
+        project,
+        "-n",
+        "2",
+        *(f"tests/{test}.py" for test in tests),
+        python=sys.executable,
+        LEDGER_TEST_DATABASE_URL=pg_url,
+    )
 
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "test_left_open.py::test_leaves_a_connection_open PASSED" in result.stdout
-    assert "test_models.py::test_two_items_cannot_share_a_name PASSED" in result.stdout
-    assert re.search(r"=+ 3 passed in ", result.stdout), result.stdout
-    assert project.with_database(pg_url).tables() == set()  # wiped after the last test
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    found = outcomes(output)
+    assert set(found.values()) == {"PASSED"}, output
+    for test in [
+        "tests/test_left_open.py::test_leaves_a_connection_open",
+        "tests/test_migrate.py::test_upgrade_from_python_reaches_head_and_back",
+        *many,
+    ]:
+        assert found.get(test) == "PASSED", output
+    assert_the_fixtures_kept_the_tests_apart(output)
+    assert set(re.findall(r"^\[(gw\d)\]", output, re.MULTILINE)) == {"gw0", "gw1"}
+    assert databases_beside(pg_cluster, pg_url) == []  # the leftovers too
+    assert project.with_database(pg_url).tables() == set()  # its own database: left alone
 
 
-def assert_each_test_at_head_had_a_database_of_its_own(output: str) -> None:
-    for writer in ("first", "second", "third"):
-        assert f"tests/test_at_head.py::test_at_head[{writer}] PASSED" in output, output
+def rendered_conftest(project: Project) -> ModuleType:
+    """The project's ``tests/conftest.py``, imported here (inside ``project.imported()``)."""
+    spec = importlib.util.spec_from_file_location(
+        "rendered_conftest", project.path / "tests" / "conftest.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.postgres
+def test_a_role_that_may_not_create_databases_is_told_what_to_grant(
+    new_project: NewProject, pg_cluster: PostgresCluster, variant: dict[str, Any]
+) -> None:
+    """What each test needing a database says (the fixtures' first CREATE DATABASE)."""
+    project = new_project(program_name=PROGRAM, **variant)
+    role = f"t_{uuid.uuid4().hex[:12]}"
+    pg_cluster.create_role(role, AWKWARD_PASSWORD)  # no CREATEDB
+    pg_cluster.create_database(role, owner=role)
+    url = pg_cluster.url_for(role, user=role, password=AWKWARD_PASSWORD)
+    if variant.get("use_async"):
+        url = url.replace("postgresql+psycopg://", "postgresql+asyncpg://")
+    try:
+        with project.imported():
+            databases = rendered_conftest(project).WorkerDatabases(url)
+            try:
+                with pytest.raises(pytest.fail.Exception) as refused:
+                    databases.create("head")
+            finally:
+                databases.drop_all()
+        assert databases_beside(pg_cluster, url) == []
+    finally:
+        pg_cluster.drop_database(role)
+    variable = "LEDGER_TEST_DATABASE_URL"
+    assert re.fullmatch(
+        rf"The role {role} of {variable} may not create databases, and the tests create "
+        rf"theirs beside {role} \({role}_gw\d+_head, \.\.\.\): grant it with "
+        rf"`ALTER ROLE {role} CREATEDB` \(as a superuser\), or point {variable} at a server "
+        "where its role may.",
+        str(refused.value),
+    ), str(refused.value)
+    assert_no_password(str(refused.value))
 
 
 # A dependency's deprecation, triggered by the user's models (SQLAlchemy 1.x style).
@@ -339,10 +468,11 @@ ASYNC_ANSWERS = {"program_name": "ticket_desk", "use_async": True, "database": "
 
 @pytest.mark.postgres
 def test_the_asyncio_variants_own_suite_passes_on_both_backends(
-    new_project: NewProject, new_pg_url: Callable[[], str]
+    new_project: NewProject, new_pg_url: Callable[[], str], pg_cluster: PostgresCluster
 ) -> None:
     """pytest-alembic on an AsyncEngine, AsyncSession tests, the awaited API: SQLite, then
-    PostgreSQL through asyncpg; and ruff on it.  (Its mypy: the "other answers" test.)"""
+    PostgreSQL through asyncpg on two xdist workers; and ruff on it.  (Its mypy: the "other
+    answers" test.)"""
     service = new_project(**ASYNC_ANSWERS)
     service.autogenerate("create item")
     checked = service.run(service.python, "-m", "ruff", "check", ".", check=False)
@@ -350,20 +480,25 @@ def test_the_asyncio_variants_own_suite_passes_on_both_backends(
     assert checked.returncode == 0 and "All checks passed!" in checked.stdout, checked.stdout
     assert formatted.returncode == 0 and "already formatted" in formatted.stdout, formatted.stdout
 
-    add_tests_at_head(service)
     on_sqlite = own_tests(service, python=sys.executable)
     asyncpg_url = new_pg_url().replace("postgresql+psycopg://", "postgresql+asyncpg://")
+    leave_databases_behind(pg_cluster, asyncpg_url)
     on_postgresql = own_tests(
-        service, python=sys.executable, TICKET_DESK_TEST_DATABASE_URL=asyncpg_url
+        service, "-n", "2", python=sys.executable, TICKET_DESK_TEST_DATABASE_URL=asyncpg_url
     )
 
     for result in (on_sqlite, on_postgresql):
         assert_all_passed(result)
         output = result.stdout
-        assert "test_models.py::test_an_item_is_stored_with_its_creation_time PASSED" in output
-        assert "test_migrate.py::test_upgrade_from_python_reaches_head_and_back PASSED" in output
+        found = outcomes(output)
+        for test in (
+            "tests/test_models.py::test_an_item_is_stored_with_its_creation_time",
+            "tests/test_migrate.py::test_upgrade_from_python_reaches_head_and_back",
+        ):
+            assert found.get(test) == "PASSED", output
         assert "asyncio-" in output.split("plugins:")[1].splitlines()[0]  # pytest-asyncio ran
-        assert_each_test_at_head_had_a_database_of_its_own(output)
+        assert_the_fixtures_kept_the_tests_apart(output)
+    assert databases_beside(pg_cluster, asyncpg_url) == []  # the leftovers too
     assert_no_password(on_postgresql)
 
 

@@ -258,12 +258,15 @@ class PostgresCluster:
             autocommit=True,
         )
 
-    def create_role(self, name: str, password: str) -> None:
-        """Create a login role; the password is sent to the server, never printed."""
+    def create_role(self, name: str, password: str, *, createdb: bool = False) -> None:
+        """Create a login role (allowed to create databases if ``createdb``); the
+        password is sent to the server, never printed."""
         with self._admin() as conn:
             conn.execute(
-                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
-                    sql.Identifier(name), sql.Literal(password)
+                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}{}").format(
+                    sql.Identifier(name),
+                    sql.Literal(password),
+                    sql.SQL(" CREATEDB" if createdb else ""),
                 )
             )
 

@@ -19,6 +19,7 @@ run two ways:
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import hashlib
 import importlib
@@ -257,15 +258,23 @@ class Project:
             del sys.modules[module]
 
     def command(
-        self, name: str, *args: Any, attributes: dict[str, Any] | None = None, **kwargs: Any
+        self,
+        name: str,
+        *args: Any,
+        attributes: dict[str, Any] | None = None,
+        x: list[str] | None = None,
+        **kwargs: Any,
     ) -> Output:
         """Run ``alembic.command.<name>`` on the project's alembic.ini, as ``alembic`` would.
 
-        ``attributes`` go to ``config.attributes`` (a Connection handed over).
+        ``attributes`` go to ``config.attributes`` (a Connection handed over);
+        ``x`` are ``-x`` arguments, as ``alembic -x key=value`` passes them.
         Returns what the command printed, and what Alembic logged (INFO and up).
         """
         stdout, log = io.StringIO(), io.StringIO()
         config = Config(str(self.path / "alembic.ini"), output_buffer=stdout, stdout=stdout)
+        if x is not None:
+            config.cmd_opts = argparse.Namespace(x=x)
         config.attributes["configure_logger"] = False  # pytest owns this process's logging
         config.attributes.update(attributes or {})
         handler = logging.StreamHandler(log)
