@@ -240,6 +240,8 @@ def test_what_cannot_be_squashed_is_refused_before_anything_runs(
         '    op.execute("CREATE VIEW both_ AS SELECT id FROM one")',
         "raise NotImplementedError('no way back')",
     )
+    marked = 'irreversible = "the old prices are gone"  # migration_machinery/irreversible.py'
+    project.write_revision("aa05", "aa04", create.format("four"), imports=marked)
     before = versions(project)
 
     def refusal(revision: str, **options: Any) -> str:
@@ -257,13 +259,27 @@ def test_what_cannot_be_squashed_is_refused_before_anything_runs(
     assert refusal("aa04", keep_data_migrations=True, drop_data_migrations=True) == (
         "FAILED: Choose one: --keep-data-migrations or --drop-data-migrations."
     )
-    listed = refusal("aa04").splitlines()[0]
-    assert listed.startswith("  aa04 (") and listed.endswith(
+    listed = refusal("aa05").splitlines()
+    assert listed[0].startswith("  aa04 (") and listed[0].endswith(
         "creates what the comparison cannot see: op.execute('CREATE VIEW both_ AS SELECT id "
         "FROM one'); irreversible: its downgrade raises"
     )
+    assert listed[1].startswith("  aa05 (")
+    assert listed[1].endswith("irreversible: the old prices are gone")
     assert versions(project) == before
     assert project.tables() == set()
+
+    # Kept: the view is created at the end of the baseline, which is irreversible in turn.
+    squash(project, "aa05", keep_data_migrations=True)
+    baseline = loaded(project.versions()[0])
+    assert baseline.irreversible == (
+        "it squashes irreversible revisions: aa04 (its downgrade raises); "
+        "aa05 (the old prices are gone)"
+    )
+    project.command("upgrade", "head")
+    assert query(project.database_url, "SELECT count(*) FROM both_") == [(0,)]
+    with pytest.raises(CommandError, match=r"^Revision aa05 \(.*\) is irreversible: it squashes"):
+        project.command("downgrade", "base")
 
 
 def test_a_postgresql_service_needs_a_scratch_postgresql_database(
