@@ -17,7 +17,6 @@ import importlib.util
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -270,7 +269,8 @@ def test_renames_without_the_hint_say_what_they_delete_and_can_be_refused(
                 '"memo"})'
             ),
             '    __tablename__ = "label"': (
-                '    __tablename__ = "label"\n    __table_args__ = {"info": {"renamed_from": "tag"}}'
+                '    __tablename__ = "label"\n'
+                '    __table_args__ = {"info": {"renamed_from": "tag"}}'
             ),
         },
     )
@@ -305,7 +305,7 @@ def test_tables_the_models_never_had_stay_and_a_removed_model_is_dropped(
 
     # The example model goes: its table (a revision created it) is dropped; so is the
     # table a revision created in SQL, which the models never had.
-    project.replace_in_models('    __tablename__ = "item"', '    __abstract__ = True')
+    project.replace_in_models('    __tablename__ = "item"', "    __abstract__ = True")
     before = set(project.versions())
     output = project.command("revision", message="drop item", autogenerate=True)
     (written,) = set(project.versions()) - before
@@ -353,7 +353,9 @@ def test_an_irreversible_revision_stops_downgrade_with_the_database_unchanged(
         'op.add_column("item", sa.Column("memo", sa.String(20)))',
         'op.drop_column("item", "memo")',
     )
-    dropping.write_text(dropping.read_text().replace("depends_on = None\n", f"depends_on = None\n{IRREVERSIBLE}\n"))
+    dropping.write_text(
+        dropping.read_text().replace("depends_on = None\n", f"depends_on = None\n{IRREVERSIBLE}\n")
+    )
     project.write_revision("c3", "b2", 'op.add_column("item", sa.Column("sku", sa.String(9)))')
     project.command("upgrade", "head")
     execute(project, "INSERT INTO item (name) VALUES ('kettle')")

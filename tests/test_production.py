@@ -20,7 +20,6 @@ import logging
 import os
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -39,7 +38,10 @@ HISTORY = f"SELECT revision, direction FROM {HISTORY_TABLE} ORDER BY id"
 
 def history(project: Project) -> list[tuple[str, str]]:
     """(revision, direction) of each row of the history, oldest first."""
-    return [(str(revision), str(direction)) for revision, direction in query(project.database_url, HISTORY)]
+    return [
+        (str(revision), str(direction))
+        for revision, direction in query(project.database_url, HISTORY)
+    ]
 
 
 def asyncio_url(url: str, answers: dict[str, Any]) -> str:
@@ -503,4 +505,3 @@ def test_retries_that_are_not_a_number_are_refused_before_anything_runs(
         "default, 2."
     )
     assert service.version_rows() == []
-

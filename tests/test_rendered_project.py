@@ -656,7 +656,11 @@ def test_the_workflow_steps_pass_against_a_postgresql_server(
         url = f"postgresql+psycopg://postgres@127.0.0.1:{pg_cluster.port}/{service_db}"
         engine = sa.create_engine(url, poolclass=sa.NullPool)
         try:
-            assert set(sa.inspect(engine).get_table_names()) == {"item", "alembic_version", "alembic_version_history"}
+            assert set(sa.inspect(engine).get_table_names()) == {
+                "item",
+                "alembic_version",
+                "alembic_version_history",
+            }
         finally:
             engine.dispose()
     finally:
