@@ -17,12 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import ROOT
+from harness import ROOT, jinja_cache
 from harness.database import AWKWARD_PASSWORD
 from harness.postgres import PostgresCluster, find_pg_bindir
 from harness.project import Project, Renderer
 
 NewProject = Callable[..., Project]
+
+jinja_cache.install()  # Copier compiles the same templates for every render
 
 
 @pytest.fixture(scope="session")
