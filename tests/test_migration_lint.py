@@ -45,9 +45,14 @@ UNSAFE = {
 }
 
 
-def write_revisions(project: Project, bodies: dict[str, str]) -> dict[str, str]:
-    """Chain one revision per body after the project's head: {name: its file, relative}."""
-    down = revision_id(project.versions()[-1])
+def write_revisions(
+    project: Project, bodies: dict[str, str], after: str | None = None
+) -> dict[str, str]:
+    """Chain one revision per body after ``after``, else the project's head: {name: its file}.
+
+    The files are named by the revisions, relative to the project.
+    """
+    down = after or revision_id(project.versions()[-1])
     written = {}
     for name, body in bodies.items():
         path = project.package / "migrations" / "versions" / f"{name}.py"
@@ -244,3 +249,75 @@ def test_pending_revisions_on_every_branch_each_once_and_the_teams_squawk_config
     # A team's .squawk.toml (found from the working directory, as squawk finds it) counts.
     (project.path / ".squawk.toml").write_text('excluded_rules = ["adding-required-field"]\n')
     assert lint(project, capsys) == (0, "2 revisions linted for PostgreSQL: no findings.\n")
+
+
+def test_changed_since_lints_only_what_the_branch_adds(
+    new_project: NewProject, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CI lints a change's revisions: one deployed long ago with a finding stays out of it."""
+    project = new_project()
+    monkeypatch.chdir(project.path)  # the findings name their files relative to it
+    project.git("init", "-q", "-b", "main")
+    project.autogenerate("create item")
+    old = write_revisions(project, {"old_index": upgrade_of(UNSAFE["index"][0])})["old_index"]
+
+    def commit(message: str) -> None:
+        project.git("add", "-A")
+        project.git("commit", "-q", "-m", message)
+
+    commit("deployed long ago")
+    project.git("checkout", "-q", "-b", "feature")
+    write_revisions(
+        project,
+        {"clean": upgrade_of('op.add_column("item", sa.Column("note", sa.Text()))')},
+        "old_index",
+    )
+    commit("a clean revision")
+
+    assert lint(project, capsys, "--changed-since", "main") == (
+        0,
+        "1 revision linted for PostgreSQL: no findings.\n",
+    )
+
+    # Not committed yet, and with a finding: linted all the same, and flagged.
+    unsafe = write_revisions(project, {"unsafe": upgrade_of(ADD_REQUIRED.format("sku"))}, "clean")
+    unsafe = unsafe["unsafe"]
+    status, output = lint(project, capsys, "--changed-since", "main")
+    assert status == 1
+    assert re.findall(r"^(\S+): (\S+): ", output, re.M) == [(unsafe, "adding-required-field")]
+    assert "1 finding in 1 of 2 revisions." in output
+
+    # Accepted in the revision file, with the reason: nothing left.
+    path = project.path / unsafe
+    comment = "# squawk-ignore: adding-required-field -- the table is empty\n"
+    path.write_text(comment + path.read_text())
+    commit("an accepted finding")
+    assert lint(project, capsys, "--changed-since", "main") == (
+        0,
+        "2 revisions linted for PostgreSQL: no findings.\n",
+    )
+
+    assert lint(project, capsys, "--changed-since", "HEAD") == (
+        0,
+        "No revisions added since HEAD: nothing to lint.\n",
+    )
+    # A push that created its branch (git's zeros before it): every revision, the old one too.
+    status, output = lint(project, capsys, "--changed-since", "0" * 40)
+    assert status == 1 and re.findall(r"^(\S+): ", output, re.M) == [old], output
+    # A ref the clone does not have: one line says how to fetch it.
+    assert lint(project, capsys, "--changed-since", "origin/main") == (
+        255,
+        "FAILED: git ref 'origin/main' is unknown (a shallow clone? fetch the history: "
+        "`git fetch --unshallow`, or actions/checkout with fetch-depth: 0), "
+        "or name another: `git branch --all` lists them.\n",
+    )
+    status, output = lint(project, capsys, "base:head", "--changed-since", "main")
+    assert status == 255 and output.count("\n") == 1, output
+
+    # Outside a git checkout (an installed package), the line says how to lint instead.
+    elsewhere = new_project()
+    assert lint(elsewhere, capsys, "--changed-since", "main") == (
+        255,
+        f"FAILED: --changed-since reads git, and {elsewhere.package / 'migrations'} is in no "
+        "git checkout: lint the revisions by name instead, `python -m shop db lint base:head`.\n",
+    )

@@ -525,6 +525,12 @@ def test_ruff_passes_for_a_sync_service_on_the_newest_python(new_project: NewPro
 
 EXPRESSION = re.compile(r"\$\{\{.*?\}\}")
 TEMPLATE_WORKFLOW = ROOT / "template" / ".github" / "workflows" / "ci.yml.jinja"
+#: What `db lint --changed-since` compares with: a pull request's base branch, else the
+#: commit before the push (zeros for a new branch: every revision), else the default branch.
+LINT_SINCE = (
+    "${{ github.event_name == 'pull_request' && format('origin/{0}', github.base_ref) "
+    "|| github.event.before || format('origin/{0}', github.event.repository.default_branch) }}"
+)
 
 
 def workflow(service: Project) -> tuple[str, dict[str, Any]]:
@@ -552,7 +558,11 @@ def test_the_workflow_keeps_its_expressions_and_runs_every_check(
     service = new_project(**answers)
     text, data = workflow(service)
     expressions = EXPRESSION.findall(text)
-    assert set(expressions) == set(EXPRESSION.findall(TEMPLATE_WORKFLOW.read_text()))
+    postgresql = answers.get("database") == "postgresql"
+    only_in_the_lint_step = set() if postgresql else {LINT_SINCE}
+    assert set(expressions) == set(EXPRESSION.findall(TEMPLATE_WORKFLOW.read_text())) - (
+        only_in_the_lint_step
+    )
     assert "${{ matrix.python-version }}" in expressions
     assert "${{ job.services.postgres.ports['5432'] }}" in expressions
     assert "<<" not in text and "<%" not in text
@@ -577,11 +587,16 @@ def test_the_workflow_keeps_its_expressions_and_runs_every_check(
         f"python -m {service.program_name} db rebase --check",
     ):
         assert command in runs
-    # PostgreSQL projects lint their migrations before applying them (squawk).
+    # PostgreSQL projects lint the migrations a change adds before applying them (squawk),
+    # relative to the base branch of a pull request, else to the commit before the push.
     lint = [step for step in steps(data) if "db lint" in step.get("run", "")]
-    if answers.get("database") == "postgresql":
+    if postgresql:
         (lint_step,) = lint
-        assert lint_step["run"] == f"python -m {service.program_name} db lint"
+        assert lint_step["run"] == (
+            f'python -m {service.program_name} db lint --changed-since "$LINT_SINCE"'
+        )
+        assert lint_step["env"] == {"LINT_SINCE": LINT_SINCE}
+        assert data["jobs"]["test"]["steps"][0]["with"]["fetch-depth"] == 0
         assert steps(data).index(lint_step) < steps(data).index(migrate_step(data))
     else:
         assert lint == []
