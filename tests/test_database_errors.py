@@ -229,7 +229,7 @@ def test_without_psycopg_the_message_names_the_extra_and_installing_it_works(
     service: Project, pg_url: str, tmp_path: Path
 ) -> None:
     """A SQLite-rendered service, installed without the PostgreSQL extra, pointed at PostgreSQL."""
-    python = str(make_venv(tmp_path / "venv", "-e", str(service.path), compile_bytecode=False))
+    python = str(make_venv(tmp_path / "venv", "-e", str(service.path)))
     no_psycopg = service.run(python, "-c", "import psycopg", check=False)
     assert "No module named 'psycopg'" in no_psycopg.stderr
     shown = pg_url.replace(QUOTED, "***")

@@ -28,44 +28,13 @@ def uv(*args: str) -> subprocess.CompletedProcess[str]:
     return result
 
 
-def make_venv(path: Path, *requirements: str, compile_bytecode: bool = True) -> Path:
+def make_venv(path: Path, *requirements: str) -> Path:
     """Create a virtual environment at ``path``, install ``requirements``; return its python.
 
-    ``compile_bytecode``: worth its seconds for an environment that runs many
-    commands (each imports SQLAlchemy and Alembic), not for one that runs two.
+    No bytecode compiled ahead: Python writes it for the modules the first
+    command imports, a second faster than compiling every installed package.
     """
     uv("venv", "--quiet", "--python", sys.executable, str(path))
     python = path / "bin" / "python"
     uv("pip", "install", "--quiet", "--python", str(python), *requirements)
-    if compile_bytecode:
-        compile_what_runs(python)
     return python
-
-
-#: Packages whose Python files never run: mypy and mypyc are compiled by mypyc
-#: (their .so files run), pygments only colours what pytest prints to a
-#: terminal.  They are half of the files a test extra brings.
-NEVER_IMPORTED = r"/site-packages/(mypy|mypyc|pygments)/"
-
-
-def compile_what_runs(python: Path) -> None:
-    """Bytecode for the environment's packages but :data:`NEVER_IMPORTED`: half the time of
-    uv's ``--compile-bytecode``, the same start-up for every command."""
-    # The environment's Python is this one (make_venv): its version names the folder.
-    version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
-    site_packages = python.parent.parent / "lib" / version / "site-packages"
-    subprocess.run(
-        [
-            str(python),
-            "-m",
-            "compileall",
-            "-q",
-            "-j",
-            "0",
-            "-x",
-            NEVER_IMPORTED,
-            str(site_packages),
-        ],
-        capture_output=True,
-        check=True,
-    )
