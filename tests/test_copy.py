@@ -65,10 +65,12 @@ LEFTOVERS = ("<< ", " >>", "<%", "%>", "<#", "#>", "program_name", "_copier_conf
 
 
 def rendered_files(root: Path) -> set[str]:
+    """The files Copier wrote: not git's, not the bytecode the suite compiles beside them
+    (harness.project.precompile; the template holds no Python file to compile)."""
     return {
         path.relative_to(root).as_posix()
         for path in root.rglob("*")
-        if path.is_file() and ".git" not in path.relative_to(root).parts
+        if path.is_file() and not {".git", "__pycache__"} & set(path.relative_to(root).parts)
     }
 
 
