@@ -12,6 +12,7 @@ import yaml
 from conftest import NewProject
 from copier import run_copy
 from harness import ROOT
+from harness.project import rendered_files
 from pytest_copier import CopierFixture
 
 EXPECTED_FILES = {
@@ -62,16 +63,6 @@ EXPECTED_FILES = {
 
 # What an unrendered Jinja tag or a leaked question name looks like.
 LEFTOVERS = ("<< ", " >>", "<%", "%>", "<#", "#>", "program_name", "_copier_conf")
-
-
-def rendered_files(root: Path) -> set[str]:
-    """The files Copier wrote: not git's, not the bytecode the suite compiles beside them
-    (harness.project.precompile; the template holds no Python file to compile)."""
-    return {
-        path.relative_to(root).as_posix()
-        for path in root.rglob("*")
-        if path.is_file() and not {".git", "__pycache__"} & set(path.relative_to(root).parts)
-    }
 
 
 @pytest.mark.parametrize(

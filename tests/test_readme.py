@@ -16,7 +16,7 @@ import yaml
 from alembic.config import CommandLine
 from conftest import NewProject
 from harness import ROOT
-from harness.project import Project
+from harness.project import Project, rendered_files
 
 NUMBERS = {"five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10}
 README = (ROOT / "README.md").read_text()
@@ -57,11 +57,7 @@ def test_the_readme_tree_is_the_rendered_tree(new_project: NewProject) -> None:
         for line in block.splitlines()
         if line and not line.startswith(" ")
     }
-    rendered = {
-        path.relative_to(project.path).as_posix()
-        for path in project.path.rglob("*")
-        if path.is_file()
-    }
+    rendered = rendered_files(project.path)
     folders = {entry for entry in listed if entry.endswith("/")}
     # A folder entry stands for what it holds (versions/: only .gitkeep at first).
     in_folders = {path for path in rendered if any(path.startswith(f) for f in folders)}

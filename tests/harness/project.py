@@ -367,6 +367,16 @@ class Project:
             engine.dispose()
 
 
+def rendered_files(root: Path) -> set[str]:
+    """The files Copier wrote under ``root``: not git's, not the bytecode the suite
+    compiles beside them (:func:`precompile`; the template holds no Python file)."""
+    return {
+        path.relative_to(root).as_posix()
+        for path in root.rglob("*")
+        if path.is_file() and not {".git", "__pycache__"} & set(path.relative_to(root).parts)
+    }
+
+
 def precompile(tree: Path) -> None:
     """Bytecode for the rendered modules, copied with them into every test's project.
 
