@@ -61,7 +61,11 @@ class Histories:
             config.stdout = output = io.StringIO()
             started = time.perf_counter()
             squash.squash_command(
-                config, revision_id(self.at), drop_data_migrations=True, scratch_url=scratch_url
+                config,
+                revision_id(self.at),
+                drop_data_migrations=True,
+                scratch_url=scratch_url,
+                sqlite_only=scratch_url is None,
             )
             self.squash_seconds = time.perf_counter() - started
         return output.getvalue()

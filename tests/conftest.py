@@ -154,3 +154,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return item.get_closest_marker("xdist_group") is not None or name in LONG_FIRST
 
     items.sort(key=lambda item: not long(item))  # stable: otherwise in file order
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: one worker more than the CPUs.
+
+    Much of a test's time is spent waiting (on the processes it starts, on its
+    PostgreSQL server): on 2 cores, 3 workers finish the suite a sixth sooner.
+    """
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return (cpus or 1) + 1

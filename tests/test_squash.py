@@ -118,6 +118,7 @@ def test_sixty_revisions_squashed_at_forty(
     else:
         numbers = iter(range(100))
         fresh, scratch = (lambda: f"sqlite:///{tmp_path / f'{next(numbers)}.sqlite'}"), None
+    backends = {"scratch_url": scratch} if scratch else {"sqlite_only": True}
     project = new_project(database_url=fresh())
     ids = write_history(project, 60)
     # Databases made before the squash: at 20, at 50, and at the old head.
@@ -131,7 +132,7 @@ def test_sixty_revisions_squashed_at_forty(
 
     # The data migration is reported, and nothing is done until told what to do with it.
     with pytest.raises(CommandError) as refused:
-        squash(project, "r0040", scratch_url=scratch)
+        squash(project, "r0040", **backends)
     listed, failed = str(refused.value).splitlines()
     data = revision_id(DATA_MIGRATION_AT)
     assert listed.startswith(f"  {data} (") and "data migration: op.bulk_insert()" in listed
@@ -144,7 +145,7 @@ def test_sixty_revisions_squashed_at_forty(
     )
     assert versions(project) == before
 
-    said = squash(project, "r0040", scratch_url=scratch, **{choice: True})
+    said = squash(project, "r0040", **backends, **{choice: True})
 
     built_for = "SQLite and PostgreSQL" if backend == "postgresql" else "SQLite"
     assert f"Proven on {built_for}: the baseline builds what the revisions built at r0040" in said
@@ -208,7 +209,7 @@ def test_a_baseline_that_would_build_another_schema_is_not_written(
     before = versions(project)
 
     with pytest.raises(CommandError) as refused:
-        squash(project, "aa02")
+        squash(project, "aa02", sqlite_only=True)
 
     lines = str(refused.value).splitlines()
     assert lines[0] == "SQLite, at aa02:"
@@ -270,7 +271,7 @@ def test_what_cannot_be_squashed_is_refused_before_anything_runs(
     assert project.tables() == set()
 
     # Kept: the view is created at the end of the baseline, which is irreversible in turn.
-    squash(project, "aa05", keep_data_migrations=True)
+    squash(project, "aa05", keep_data_migrations=True, sqlite_only=True)
     baseline = loaded(project.versions()[0])
     assert baseline.irreversible == (
         "it squashes irreversible revisions: aa04 (its downgrade raises); "
@@ -291,13 +292,21 @@ def test_a_postgresql_service_needs_a_scratch_postgresql_database(
 
     with pytest.raises(CommandError) as refused:
         squash(project, "aa02")
+    with pytest.raises(CommandError) as sqlite_only:
+        squash(project, "aa02", sqlite_only=True)
 
+    variable = f"{project.program_name.upper()}_TEST_DATABASE_URL"
     assert str(refused.value) == (
         "FAILED: This service runs on PostgreSQL, so the baseline must be built and proven "
         "there too: give db squash an EMPTY PostgreSQL database to use and wipe, with "
-        f"--scratch-url URL or {project.program_name.upper()}_TEST_DATABASE_URL (the tests' "
-        "database)."
+        f"--scratch-url URL or {variable} (the tests' database)."
     )
+    assert str(sqlite_only.value) == (
+        "FAILED: This service runs on PostgreSQL: --sqlite-only would build a baseline it "
+        "cannot run; give db squash an EMPTY PostgreSQL database instead, with --scratch-url "
+        f"URL or {variable} (the tests' database)."
+    )
+    assert len(project.versions()) == 2
 
 
 def test_db_squash_on_the_command_line(new_project: NewProject) -> None:
@@ -313,3 +322,25 @@ def test_db_squash_on_the_command_line(new_project: NewProject) -> None:
     assert failed.startswith("FAILED: 1 of the revisions up to r0030 do what a baseline")
     assert f"`python -m {project.program_name} db squash r0030 --drop-data-migrations`" in failed
     assert project.tables() == set()
+
+    # A SQLite service is tested on PostgreSQL too (its CI workflow): SQLite alone is a choice.
+    rev, drop = revision_id(DATA_MIGRATION_AT), "--drop-data-migrations"
+    before = versions(project)
+    no_postgresql = project.db("squash", rev, drop, check=False)
+    both = project.db("squash", rev, drop, "--sqlite-only", "--scratch-url", "x", check=False)
+    for refused in (no_postgresql, both):
+        assert refused.returncode == 255, refused.stderr
+        assert versions(project) == before
+    variable = f"{project.program_name.upper()}_TEST_DATABASE_URL"
+    assert no_postgresql.stderr.strip().splitlines()[-1] == (
+        "FAILED: The CI workflow tests this service on PostgreSQL too, so the baseline must be "
+        "built and proven there as well: give db squash an EMPTY PostgreSQL database to use "
+        f"and wipe, with --scratch-url URL or {variable}, or pass --sqlite-only for a service "
+        "that never runs on PostgreSQL."
+    )
+    assert both.stderr.strip().splitlines()[-1] == (
+        "FAILED: Choose one: --scratch-url (PostgreSQL too) or --sqlite-only."
+    )
+    done = project.db("squash", rev, drop, "--sqlite-only")
+    assert "Built for SQLite only (--sqlite-only): on PostgreSQL the baseline stops" in done.stdout
+    assert len(project.versions()) == 1
