@@ -34,9 +34,6 @@ def run(command: list[str], cwd: Path, env: dict[str, str]) -> None:
     subprocess.run(command, cwd=cwd, env=env, check=True)
 
 
-#: What compiling the environment skips: Python files that never run (see make_venv).
-NOT_RUN = r"/site-packages/(mypy|mypyc|pygments)/"
-
 
 def make_venv(destination: Path, env: dict[str, str]) -> Path:
     """FOLDER/.venv with the project installed (uv if there is one, else venv and pip)."""
@@ -47,12 +44,6 @@ def make_venv(destination: Path, env: dict[str, str]) -> Path:
         python = str(venv / "bin" / "python")
         install = [uv, "pip", "install", "--quiet", "--python", python]
         run([*install, "-e", ".[test]"], destination, env)
-        # Compiled once, so that each command in and after the demo starts fast; not
-        # mypy (its compiled .so files run) nor pygments (pytest's colours): half the time.
-        version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
-        site_packages = venv / "lib" / version / "site-packages"
-        compileall = [python, "-m", "compileall", "-q", "-j", "0", "-x", NOT_RUN]
-        run([*compileall, str(site_packages)], destination, env)
     else:
         run([sys.executable, "-m", "venv", str(venv)], destination, env)
         python = str(venv / "bin" / "python")

@@ -395,6 +395,24 @@ def sqlite_expression_index_warnings_allowed(zoo: Project) -> Iterator[None]:
         yield
 
 
+def assert_own_suite_passes_on_an_empty_database(
+    zoo: Project, request: pytest.FixtureRequest
+) -> None:
+    """The project's own suite against an empty database of the zoo's backend, left empty."""
+    if zoo.database_url.startswith("postgresql"):
+        test_url = request.getfixturevalue("new_pg_url")()
+    else:
+        test_url = f"sqlite:///{zoo.path.parent / 'own-suite.sqlite'}"
+    test_url_env = {f"{zoo.program_name.upper()}_TEST_DATABASE_URL": test_url}
+    suite = zoo.own_tests("-q", python=sys.executable, **test_url_env)
+    assert suite.returncode == 0, suite.stdout + suite.stderr
+    assert " passed" in suite.stdout and "failed" not in suite.stdout
+    assert_no_password(suite)  # the test database's URL holds the awkward password
+    assert zoo.with_database(test_url).tables() == set()  # the suite wiped its database
+    if not on_sqlite(zoo):  # its ENUM types (up/down consistency, create_schema) too
+        assert query(test_url, "SELECT typname FROM pg_type WHERE typtype = 'e'") == []
+
+
 @pytest.mark.usefixtures("sqlite_expression_index_warnings_allowed")
 @pytest.mark.parametrize("zoo", [{}, {"use_async": True}], ids=["sync", "async"], indirect=True)
 def test_real_models_migrate_the_first_time(zoo: Project, request: pytest.FixtureRequest) -> None:
@@ -426,19 +444,10 @@ def test_real_models_migrate_the_first_time(zoo: Project, request: pytest.Fixtur
     assert "quantity > 0" in check_conditions(zoo, "order_line")  # given on the column
     assert_clean(zoo)
 
-    # The project's own suite, against an empty database of the same backend.
-    if zoo.database_url.startswith("postgresql"):
-        test_url = request.getfixturevalue("new_pg_url")()
-    else:
-        test_url = f"sqlite:///{zoo.path.parent / 'own-suite.sqlite'}"
-    test_url_env = {f"{zoo.program_name.upper()}_TEST_DATABASE_URL": test_url}
-    suite = zoo.own_tests("-q", python=sys.executable, **test_url_env)
-    assert suite.returncode == 0, suite.stdout + suite.stderr
-    assert " passed" in suite.stdout and "failed" not in suite.stdout
-    assert_no_password(suite)  # the test database's URL holds the awkward password
-    assert zoo.with_database(test_url).tables() == set()  # the suite wiped its database
-    if not on_sqlite(zoo):  # its ENUM types (up/down consistency, create_schema) too
-        assert query(test_url, "SELECT typname FROM pg_type WHERE typtype = 'e'") == []
+    # The project's own suite (the sync variant's: the asyncio one's runs in
+    # test_rendered_project.py, and what it adds is the connection, not the models).
+    if not request.node.callspec.params["zoo"].get("use_async"):
+        assert_own_suite_passes_on_an_empty_database(zoo, request)
 
     # Down to nothing, and up again.
     zoo.command("downgrade", "base")
