@@ -9,6 +9,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
 from harness import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -17,6 +18,7 @@ import concurrent_upgrade  # noqa: E402
 import env_overhead  # noqa: E402
 import fresh_database  # noqa: E402
 import squash  # noqa: E402
+import test_database_cost  # noqa: E402
 from common import render, sqlite_backend, sqlite_databases  # noqa: E402
 from harness.database import query  # noqa: E402
 from harness.project import Project  # noqa: E402
@@ -77,3 +79,18 @@ def test_the_squash_benchmark_times_both_histories_to_the_same_head(tmp_path: Pa
     assert histories.upgrade(histories.after, after) > 0
     head = "SELECT version_num FROM alembic_version"
     assert query(before, head) == query(after, head) == [("r0007",)]
+
+
+def test_the_test_database_cost_benchmark_prints_each_way_on_each_backend(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Two tables, suites of three tests: each suite's pytest passes, or the benchmark exits.
+    argv = ["--tables", "2", "--tests", "3", "--head-tests", "2", "--old-tests", "2"]
+    test_database_cost.main([*argv, "--repeat", "1", "--fast-postgres"])
+    printed = capsys.readouterr().out
+    rows = [line.split() for line in printed.splitlines() if line.startswith("  ")]
+    skipped = "PostgreSQL: skipped" in printed
+    for backend in ["SQLite"] if skipped else ["SQLite", "PostgreSQL"]:
+        for way in test_database_cost.WAYS:
+            assert [backend, "2", *way.split()] in [row[: 2 + len(way.split())] for row in rows]
+    assert "database_url_at_head on PostgreSQL >= 3x cheaper" in printed
