@@ -34,7 +34,6 @@ def run(command: list[str], cwd: Path, env: dict[str, str]) -> None:
     subprocess.run(command, cwd=cwd, env=env, check=True)
 
 
-
 def make_venv(destination: Path, env: dict[str, str]) -> Path:
     """FOLDER/.venv with the project installed (uv if there is one, else venv and pip)."""
     venv = destination / ".venv"
