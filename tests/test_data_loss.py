@@ -13,7 +13,6 @@ Copier, Alembic in-process (one subprocess for the command line's lines).
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -82,23 +81,6 @@ def execute(project: Project, *statements: str) -> None:
     engine.dispose()
 
 
-def schema_as_the_rendered_test_sees_it(project: Project, url: str) -> dict[str, str]:
-    """``tests/test_create_schema.py``'s own description of a database."""
-    path = project.path / "tests" / "test_create_schema.py"
-    spec = importlib.util.spec_from_file_location(f"rendered_{id(project)}", path)
-    assert spec is not None and spec.loader is not None
-    test = importlib.util.module_from_spec(spec)
-    with project.imported():
-        spec.loader.exec_module(test)
-    engine = sa.create_engine(url, poolclass=sa.NullPool)
-    try:
-        with engine.connect() as connection:
-            described: dict[str, str] = test.schema_of(connection)
-            return described
-    finally:
-        engine.dispose()
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def two_databases(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
     """Two fresh, empty databases on each backend."""
@@ -151,11 +133,11 @@ def test_a_table_and_columns_renamed_with_the_hint_keep_every_row(
     # Once applied, the hints ask for nothing more.
     assert "No new upgrade operations detected" in project.command("check").stdout
     # The rendered suite's comparison with create_schema() finds the same names.
-    replayed = schema_as_the_rendered_test_sees_it(project, url)
+    replayed = project.schema(url)
     fresh = project.with_database(other)
     with fresh.imported():
         importlib.import_module(f"{project.program_name}.migrate").create_schema(url=other)
-    assert schema_as_the_rendered_test_sees_it(fresh, other) == replayed
+    assert fresh.schema() == replayed
 
     project.command("downgrade", "-1")
 

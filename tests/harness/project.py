@@ -366,6 +366,19 @@ class Project:
         finally:
             engine.dispose()
 
+    def schema(self, url: str | None = None) -> dict[str, str]:
+        """The database described object by object by the project's own comparison
+        (``migration_machinery/schema.py``: what its create_schema test and db squash use)."""
+        with self.imported():
+            module = importlib.import_module(f"{self.program_name}.migration_machinery.schema")
+            engine = sa.create_engine(url or self.database_url, poolclass=sa.NullPool)
+            try:
+                with engine.connect() as connection:
+                    described: dict[str, str] = module.schema_of(connection)
+                    return described
+            finally:
+                engine.dispose()
+
 
 def rendered_files(root: Path) -> set[str]:
     """The files Copier wrote under ``root``: not git's, not the bytecode the suite
