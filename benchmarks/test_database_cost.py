@@ -17,7 +17,8 @@ Three ways for a test to get a database at head run side by side:
   test, on the worker's database at head;
 - ``database_url_at_head``: the rendered fixture, a database of the test's
   own (a file copy on SQLite; on PostgreSQL ``CREATE DATABASE ... TEMPLATE``
-  of the worker's database at head), dropped after the test;
+  of the worker's database at head, emptied for the next test when the
+  test only wrote rows, dropped otherwise);
 - ``create_schema + wipe``: what ``database_url_at_head`` did before, as a
   fixture defined in the suites: the test's empty database (a new SQLite
   file; on PostgreSQL the worker's empty database) checked empty,
@@ -276,6 +277,15 @@ def measure(
     ]  # fmt: skip
 
 
+def smoke(backends: list[tuple[str, str | None]], projects: list[Suites]) -> None:
+    """Every suite once on each backend, in one pytest: they pass, or this exits."""
+    for backend, url in backends:
+        for project in projects:
+            if url is not None:  # on SQLite, they passed as Suites wrote them
+                project.run([file for pair in project.files.values() for file in pair], url)
+            print(f"  {backend:<12}{project.count:>6}  every suite passed (untimed)")
+
+
 def report(rows: list[Row], tables: Sequence[int]) -> None:
     print(f"\n  {'backend':<12}{'tables':>6}  {'way':<22}{'tests':>6}{'ms/test':>10}"
           f"{'suite':>9}{'fixed':>8}")  # fmt: skip
@@ -329,6 +339,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--fast-postgres", action="store_true", help="PostgreSQL with fsync off, not durable"
     )
+    parser.add_argument(
+        "--smoke", action="store_true", help="run every suite once on each backend, untimed"
+    )
     options = parser.parse_args(argv)
     through = {
         "session": options.tests,
@@ -350,6 +363,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                 f"{' and '.join(name for name, _ in backends)}",
                 flush=True,
             )
+            if options.smoke:  # this repository's test that the suites still pass
+                smoke(backends, projects)
+                return
             rows = measure(backends, projects, options.repeat)
         report(rows, options.tables)
     print(f"\n  {time.perf_counter() - started:.0f}s in all")

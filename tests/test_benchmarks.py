@@ -81,16 +81,42 @@ def test_the_squash_benchmark_times_both_histories_to_the_same_head(tmp_path: Pa
     assert query(before, head) == query(after, head) == [("r0007",)]
 
 
-def test_the_test_database_cost_benchmark_prints_each_way_on_each_backend(
+def test_the_test_database_cost_benchmarks_suites_pass_on_each_backend(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    # Two tables, suites of three tests: each suite's pytest passes, or the benchmark exits.
+    # Two tables, suites of three tests, once each (--smoke): each pytest passes, or it exits.
     argv = ["--tables", "2", "--tests", "3", "--head-tests", "2", "--old-tests", "2"]
-    test_database_cost.main([*argv, "--repeat", "1", "--fast-postgres"])
+    test_database_cost.main([*argv, "--smoke", "--fast-postgres"])
     printed = capsys.readouterr().out
     rows = [line.split() for line in printed.splitlines() if line.startswith("  ")]
-    skipped = "PostgreSQL: skipped" in printed
-    for backend in ["SQLite"] if skipped else ["SQLite", "PostgreSQL"]:
+    backends = ["SQLite"] if "PostgreSQL: skipped" in printed else ["SQLite", "PostgreSQL"]
+    assert [row[:2] for row in rows if "passed" in row] == [[name, "2"] for name in backends]
+
+
+def test_the_test_database_cost_benchmark_prints_each_way_and_each_target(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Timings a run could measure: session cheap, a new copy dearer than the old way.
+    ms = {"session": 1.0, "database_url_at_head": 200.0, test_database_cost.OLD: 400.0}
+    rows = [
+        test_database_cost.Row(backend, tables, way, 11, 1.0 + ms[way] / 100, 1.0)
+        for backend in ("SQLite", "PostgreSQL")
+        for tables in (5, 50)
+        for way in test_database_cost.WAYS
+    ]
+    test_database_cost.report(rows, [5, 50])
+    printed = capsys.readouterr().out
+    lines = [" ".join(line.split()) for line in printed.splitlines()]
+    for backend in ("SQLite", "PostgreSQL"):
         for way in test_database_cost.WAYS:
-            assert [backend, "2", *way.split()] in [row[: 2 + len(way.split())] for row in rows]
-    assert "database_url_at_head on PostgreSQL >= 3x cheaper" in printed
+            assert f"{backend} 50 {way} 11 {ms[way]:.2f} {1 + ms[way] / 100:.2f}s 1.00s" in lines
+        assert f"{backend} 50 session 400.0x, database_url_at_head 2.0x" in lines
+    assert "session on PostgreSQL <= 5 ms per test: 1.00 ms PASS" in printed
+    assert (
+        "database_url_at_head on PostgreSQL <= 150 ms per test (its drop included): "
+        "200.00 ms MISS" in printed
+    )
+    assert (
+        "database_url_at_head on PostgreSQL >= 3x cheaper than create_schema + wipe: "
+        "2.0x MISS" in printed
+    )

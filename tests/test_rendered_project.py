@@ -54,6 +54,7 @@ FIXTURE_TESTS = [
     "tests/test_fixtures.py::test_commit_and_rollback_work_as_in_the_application",
     "tests/test_fixtures.py::test_a_database_at_head_is_the_tests_own[first]",
     "tests/test_fixtures.py::test_a_database_at_head_is_the_tests_own[second]",
+    "tests/test_fixtures.py::test_a_database_at_head_is_the_tests_own[third]",
 ]
 
 # Model edits made without a revision, and a word the drift report must show.
@@ -293,10 +294,10 @@ def test_in_a_session(session, number):
 def test_in_a_database_of_its_own(database_url_at_head, on_database, number):
     def write(connection):
         seen = connection.scalar(text("SELECT count(*) FROM item"))
-        connection.execute(text("INSERT INTO item (name) VALUES ('kettle')"))
-        return seen
+        insert = text("INSERT INTO item (name) VALUES ('kettle') RETURNING id")
+        return seen, connection.scalar(insert)
 
-    assert on_database(database_url_at_head, write) == 0
+    assert on_database(database_url_at_head, write) == (0, 1)  # no row, the first id
 """
 
 
