@@ -309,6 +309,130 @@ def add_many_tests(service: Project) -> list[str]:
     ]
 
 
+# Tables whose rows reference each other every way a schema can: parent and child, a
+# table referencing itself, and two that reference each other (a cycle).
+LINKED_MODELS = """
+from sqlalchemy import ForeignKey
+
+
+class Parent(Base):
+    __tablename__ = "parent"
+    id: Mapped[int] = mapped_column(primary_key=True)
+
+
+class Child(Base):
+    __tablename__ = "child"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    parent_id: Mapped[int] = mapped_column(ForeignKey("parent.id"))
+
+
+class Node(Base):
+    __tablename__ = "node"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("node.id"))
+
+
+class Chicken(Base):
+    __tablename__ = "chicken"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    egg_id: Mapped[int | None] = mapped_column(ForeignKey("egg.id", use_alter=True))
+
+
+class Egg(Base):
+    __tablename__ = "egg"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    chicken_id: Mapped[int] = mapped_column(ForeignKey("chicken.id"))
+"""
+
+# Run in this order, one process: each test finds the database as at head, whatever the
+# one before did to its own; the database's name says whether it was handed on.
+TESTS_OF_COPIES = """
+from sqlalchemy import make_url, text
+
+TABLES = ("item", "parent", "child", "node", "chicken", "egg")
+NAMES = []  # the database each test got
+
+
+def as_at_head(database_url_at_head, on_database):
+    NAMES.append(make_url(database_url_at_head).database)
+
+    def read(connection):
+        counts = [connection.scalar(text(f"SELECT count(*) FROM {t}")) for t in TABLES]
+        version = connection.scalars(text("SELECT version_num FROM alembic_version")).all()
+        tables = connection.scalar(text(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+        ))
+        first_id = connection.scalar(text("INSERT INTO parent DEFAULT VALUES RETURNING id"))
+        return counts, version, tables, first_id
+
+    counts, version, tables, first_id = on_database(database_url_at_head, read)
+    assert counts == [0] * len(TABLES)
+    assert version == [HEAD]
+    assert tables == len(TABLES) + 2  # alembic_version, alembic_version_history
+    assert first_id == 1  # the ids start over
+
+
+def write(url, on_database, *statements):
+    on_database(url, lambda connection: [connection.execute(text(s)) for s in statements])
+
+
+def test_1_writes_linked_rows(database_url_at_head, on_database):
+    as_at_head(database_url_at_head, on_database)
+    write(database_url_at_head, on_database,
+          "INSERT INTO item (name) VALUES ('kettle')",
+          "INSERT INTO child (parent_id) VALUES (1)",
+          "INSERT INTO node (id, parent_id) VALUES (1, NULL), (2, 1)",
+          "INSERT INTO chicken (id) VALUES (1)",
+          "INSERT INTO egg (id, chicken_id) VALUES (1, 1)",
+          "UPDATE chicken SET egg_id = 1")
+
+
+def test_2_writes_rows_that_reference_no_cycle(database_url_at_head, on_database):
+    as_at_head(database_url_at_head, on_database)
+    write(database_url_at_head, on_database,
+          "INSERT INTO child (parent_id) VALUES (1)",
+          "INSERT INTO node (id, parent_id) VALUES (1, NULL), (2, 1)")
+
+
+def test_3_changes_the_version_row(database_url_at_head, on_database):
+    as_at_head(database_url_at_head, on_database)
+    write(database_url_at_head, on_database, "UPDATE alembic_version SET version_num = 'x'")
+
+
+def test_4_creates_a_table(database_url_at_head, on_database):
+    as_at_head(database_url_at_head, on_database)
+    write(database_url_at_head, on_database, "CREATE TABLE left_behind (id int)")
+
+
+def test_5_finds_none_of_it(database_url_at_head, on_database):
+    as_at_head(database_url_at_head, on_database)
+    # Rows only: handed on twice; a version row or a table changed: a new database.
+    assert NAMES[0] == NAMES[1] == NAMES[2] != NAMES[3] != NAMES[4], NAMES
+"""
+
+
+@pytest.mark.postgres
+def test_a_database_a_test_only_wrote_rows_to_is_handed_on_as_at_head(
+    new_project: NewProject, pg_url: str, pg_cluster: PostgresCluster
+) -> None:
+    """On PostgreSQL, ``database_url_at_head`` hands the next test the copy a test only
+    wrote rows to, emptied (linked rows too, a cycle included) and its ids starting over;
+    a copy whose version row or schema a test changed is never handed on."""
+    project = new_project(program_name=PROGRAM)
+    project.add_to_models(LINKED_MODELS)
+    head = revision_id(project.autogenerate("create tables"))
+    tests = TESTS_OF_COPIES.replace("[HEAD]", f"[{head!r}]")
+    (project.path / "tests" / "test_copies.py").write_text(tests)
+
+    result = own_tests(project, "tests/test_copies.py", python=sys.executable,
+                       LEDGER_TEST_DATABASE_URL=pg_url)  # fmt: skip
+
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert list(outcomes(output).values()) == ["PASSED"] * 5, output
+    assert databases_beside(pg_cluster, pg_url) == []
+
+
 def databases_beside(pg_cluster: PostgresCluster, url: str) -> list[str]:
     """The databases named after the one ``url`` names (``<name>_...``)."""
     name = sa.make_url(url).database
