@@ -12,9 +12,16 @@ from harness.project import clean_environ, revision_id
 from harness.venv import uv
 
 
+def user_environ(home: Path) -> dict[str, str]:
+    """A user's shell with an empty home: each command leaves its bytecode, as Python does."""
+    env = clean_environ(home)
+    del env["PYTHONDONTWRITEBYTECODE"]  # (set for the tests that edit models.py)
+    return env
+
+
 def test_demo_leaves_a_service_to_keep_working_in(tmp_path: Path) -> None:
     folder = tmp_path / "my demo"  # a space: the printed commands must quote it
-    env = clean_environ(tmp_path / "home")
+    env = user_environ(tmp_path / "home")
     env["UV_CACHE_DIR"] = uv("cache", "dir").stdout.strip()  # the machine's cache, not a new one
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "demo.py"), str(folder)],
@@ -40,7 +47,7 @@ def test_demo_leaves_a_service_to_keep_working_in(tmp_path: Path) -> None:
     shell = subprocess.run(
         ["bash", "--noprofile", "--norc", "-e", "-c", script],
         cwd=elsewhere,
-        env=clean_environ(tmp_path / "another-home"),
+        env=user_environ(tmp_path / "another-home"),
         capture_output=True,
         text=True,
         timeout=300,
