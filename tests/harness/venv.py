@@ -40,10 +40,12 @@ def make_venv(path: Path, *requirements: str) -> Path:
     environment: the tests' commands run with ``PYTHONDONTWRITEBYTECODE``
     (harness.project.clean_environ), so without it each would compile
     SQLAlchemy, Alembic and pytest from source again, a second or more each.
+    Not by uv (``--no-config``: not this repository's ``compile-bytecode``),
+    which would compile :data:`NOT_IMPORTED` too, a third of the files.
     """
     uv("venv", "--quiet", "--python", sys.executable, str(path))
     python = path / "bin" / "python"
-    uv("pip", "install", "--quiet", "--python", str(python), *requirements)
+    uv("pip", "install", "--quiet", "--no-config", "--python", str(python), *requirements)
     site_packages = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
         capture_output=True, text=True, check=True,
