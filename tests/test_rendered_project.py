@@ -404,10 +404,17 @@ def test_4_creates_a_table(database_url_at_head, on_database):
     write(database_url_at_head, on_database, "CREATE TABLE left_behind (id int)")
 
 
-def test_5_finds_none_of_it(database_url_at_head, on_database):
+def test_5_sets_a_default_of_its_database(database_url_at_head, on_database):
     as_at_head(database_url_at_head, on_database)
-    # Rows only: handed on twice; a version row or a table changed: a new database.
-    assert NAMES[0] == NAMES[1] == NAMES[2] != NAMES[3] != NAMES[4], NAMES
+    name = make_url(database_url_at_head).database
+    write(database_url_at_head, on_database, f'ALTER DATABASE "{name}" SET search_path = nowhere')
+
+
+def test_6_finds_none_of_it(database_url_at_head, on_database):
+    as_at_head(database_url_at_head, on_database)  # the tables found: search_path as it was
+    # Rows only: handed on twice; a version row, a table, a setting: a new database each.
+    assert NAMES[0] == NAMES[1] == NAMES[2], NAMES
+    assert len(set(NAMES[2:])) == 4, NAMES
 """
 
 
@@ -417,7 +424,7 @@ def test_a_database_a_test_only_wrote_rows_to_is_handed_on_as_at_head(
 ) -> None:
     """On PostgreSQL, ``database_url_at_head`` hands the next test the copy a test only
     wrote rows to, emptied (linked rows too, a cycle included) and its ids starting over;
-    a copy whose version row or schema a test changed is never handed on."""
+    a copy whose version row, schema or settings a test changed is never handed on."""
     project = new_project(program_name=PROGRAM)
     project.add_to_models(LINKED_MODELS)
     head = revision_id(project.autogenerate("create tables"))
@@ -429,7 +436,7 @@ def test_a_database_a_test_only_wrote_rows_to_is_handed_on_as_at_head(
 
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
-    assert list(outcomes(output).values()) == ["PASSED"] * 5, output
+    assert list(outcomes(output).values()) == ["PASSED"] * 6, output
     assert databases_beside(pg_cluster, pg_url) == []
 
 
