@@ -144,6 +144,10 @@ LONG_FIRST = {
     "test_demo_leaves_a_service_to_keep_working_in",
     "test_sixty_revisions_squashed_at_forty",
     "test_the_test_database_cost_benchmarks_suites_pass_on_each_backend",
+    "test_ruff_and_mypy_pass_out_of_the_box_for_other_answers",
+    "test_without_psycopg_the_message_names_the_extra_and_installing_it_works",
+    "test_real_models_migrate_the_first_time",
+    "test_the_asyncio_variants_own_suite_passes_on_both_backends",
 }
 
 
